@@ -1,0 +1,98 @@
+# Batch movie recommendations: every command an operator needs. `make help` lists them.
+# Each target does its own set-up, so `make run` and `make test` work first on a fresh clone.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(CURDIR)/$(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
+export PYTHONPATH := $(CURDIR)
+export SPARK_LOCAL_IP ?= 127.0.0.1
+export AIRFLOW__CORE__PARALLELISM ?= 2
+
+FILE ?=
+FORMAT ?= movietweetings
+SCALE ?= small
+DAYS ?= 3
+
+.PHONY: help setup lint format test test-unit bench run stop services-up services-down status \
+	reset replay import-ratings pipeline serve rollback clean simulate metadata-api
+
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@mkdir -p .cache/pip
+	$(PY) -m pip install -q -r requirements.txt
+	@touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv (pinned requirements, pip cache in .cache/) and fetch the Kafka jars
+	@$(PY) -m ops.services fetch
+
+lint: setup ## ruff format --check + ruff check (Airflow AIR rules included)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+format: setup ## Apply ruff formatting and safe fixes
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: setup lint ## The full test suite (starts Kafka, Postgres, Airflow itself; stops what it started)
+	$(PY) -m pytest
+
+test-unit: setup ## Unit tests only (no services)
+	$(PY) -m pytest -m unit
+
+bench: setup ## Benchmarks (prints tables; figures go in the issue notes); BENCH=bench_serving for one
+	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
+	$(PY) -m benchmarks $(BENCH)
+
+services-up: setup ## Start Kafka (KRaft), Postgres 15 and Airflow 3 on loopback
+	@$(PY) -m ops.services up
+
+services-down: ## Stop Kafka, Postgres and Airflow
+	@test ! -x $(PY) || $(PY) -m ops.services down
+
+status: ## What is running, where, and its log file
+	@$(PY) -m ops.services status
+
+run: services-up ## The whole system end to end on local services; leaves it running
+	@$(PY) -m ops.run
+
+stop: ## Stop everything `make run` started
+	@test ! -x $(PY) || $(PY) -m ops.run --stop
+
+reset: ## Stop everything and delete local state under .var/ (downloads in .cache/ stay)
+	@test ! -x $(PY) || $(PY) -m ops.services reset
+	rm -rf .var
+
+pipeline: services-up ## Run ingestion, then training and publishing, once, now, through Airflow
+	@$(PY) -m ops.pipeline
+
+replay: services-up ## Stream a movielog-format file into the topic: make replay FILE=path
+	@test -n "$(FILE)" || { echo "usage: make replay FILE=path/to/movielog.txt"; exit 2; }
+	$(PY) -m simulator replay "$(FILE)"
+
+import-ratings: services-up ## Real ratings into the topic: make import-ratings FILE=… FORMAT=movielens|movietweetings
+	@test -n "$(FILE)" || { echo "usage: make import-ratings FILE=ratings.dat FORMAT=movietweetings"; exit 2; }
+	$(PY) -m simulator import-ratings "$(FILE)" --format "$(FORMAT)"
+
+simulate: services-up ## Backfill simulated traffic into the topic: make simulate SCALE=small DAYS=3
+	$(PY) -m simulator backfill --scale "$(SCALE)" --days "$(DAYS)"
+
+metadata-api: setup ## The simulated metadata API on :8090 (foreground)
+	$(PY) -m simulator metadata-api --scale "$(SCALE)" --port 8090
+
+serve: services-up ## The serving tier (gunicorn) on :8082, in the foreground
+	$(PY) -m serving
+
+rollback: services-up ## Switch serving back to the previously published version
+	$(PY) -m jobs.publish rollback
+
+clean: ## Remove caches of tools (not .var/ or .cache/)
+	rm -rf .pytest_cache .ruff_cache htmlcov .coverage

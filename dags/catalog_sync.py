@@ -1,0 +1,38 @@
+"""catalog_sync: users and movies seen in accepted snapshots -> metadata API -> Postgres + Parquet.
+
+Daily. Wiring only: the task calls jobs.catalog_sync.sync and returns the dims directory.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import Param, dag, task
+
+DEFAULT_ARGS = {"retries": 2, "retry_delay": timedelta(minutes=5)}
+
+
+@dag(
+    dag_id="catalog_sync",
+    schedule=timedelta(days=1),
+    start_date=datetime(2025, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["recommendations", "ingest", "metadata"],
+    params={
+        "metadata_api_url": Param("", type="string", description="empty = METADATA_API_URL"),
+    },
+    doc_md=__doc__,
+)
+def catalog_sync():
+    @task
+    def sync(params=None) -> str:
+        from jobs import catalog_sync as job
+
+        return job.sync(api_url=params["metadata_api_url"] or None).dims_dir
+
+    sync()
+
+
+catalog_sync()

@@ -1,0 +1,109 @@
+"""train_and_publish: dataset -> train candidates -> evaluate + report -> gate -> score -> publish
+-> refresh popularity. Every 3 days, and manually with params. Wiring only: each task calls one
+jobs.pipeline function and returns an id or a path; all logic (and every heavy import) lives
+in jobs/.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import Param, dag, task
+
+DEFAULT_ARGS = {"retries": 1, "retry_delay": timedelta(minutes=2)}
+
+
+@dag(
+    dag_id="train_and_publish",
+    schedule=timedelta(days=3),
+    start_date=datetime(2025, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["recommendations", "training", "publish"],
+    params={
+        "families": Param(
+            ["item_knn", "svd_surprise"],
+            type="array",
+            items={"type": "string"},
+            description="model families to train (popularity is always trained as baseline)",
+        ),
+        "hyperparameters": Param(
+            "{}",
+            type="string",
+            description='JSON per family, e.g. {"item_knn": {"neighbours": 100}}',
+        ),
+        "window_days": Param(
+            None, type=["null", "number"], description="training window; null = job default"
+        ),
+        "dataset": Param(
+            "", type="string", description="existing dataset directory; empty = build a new one"
+        ),
+        "gate_tolerance": Param(
+            None,
+            type=["null", "number"],
+            minimum=0,
+            maximum=0.99,
+            description="relative NDCG@20 drop allowed vs production; null = GATE_NDCG_TOLERANCE",
+        ),
+    },
+    doc_md=__doc__,
+)
+def train_and_publish():
+    @task
+    def build_dataset(params=None) -> str:
+        from jobs import pipeline
+
+        return pipeline.build_dataset(params["window_days"], params["dataset"] or None)
+
+    @task
+    def train(dataset_path: str, params=None) -> list[str]:
+        from jobs import pipeline
+
+        return pipeline.train_candidates(
+            dataset_path, params["families"], params["hyperparameters"]
+        )
+
+    @task
+    def evaluate(dataset_path: str, versions: list[str]) -> str:
+        from jobs import pipeline
+
+        return pipeline.evaluate_candidates(dataset_path, versions)
+
+    @task.short_circuit(ignore_downstream_trigger_rules=False)
+    def gate(evaluation_dir: str, params=None) -> str | bool:
+        """The candidate's version when it may be published; False (skip scoring) otherwise."""
+        from jobs import pipeline
+
+        decision = pipeline.gate(evaluation_dir, params["gate_tolerance"])
+        print(f"gate {'PASSED' if decision.passed else 'REJECTED'}: {decision.to_json()}")
+        return decision.candidate if decision.passed else False
+
+    @task
+    def score(model_version: str) -> str:
+        from jobs import pipeline
+
+        return pipeline.score_model(model_version)
+
+    @task
+    def publish(scored_path: str, model_version: str) -> str:
+        from jobs import pipeline
+
+        return pipeline.publish_scores(scored_path, model_version)
+
+    @task(trigger_rule="none_failed")
+    def refresh_popularity(dataset_path: str) -> str:
+        from jobs import pipeline
+
+        return pipeline.refresh_popularity(dataset_path)
+
+    dataset_path = build_dataset()
+    versions = train(dataset_path)
+    evaluation = evaluate(dataset_path, versions)
+    candidate = gate(evaluation)
+    published = publish(score(candidate), candidate)
+    popular = refresh_popularity(dataset_path)
+    published >> popular
+
+
+train_and_publish()

@@ -1,0 +1,1 @@
+"""Pipeline steps: importable functions, each also a command (`python -m jobs.<step>`)."""

@@ -1,0 +1,576 @@
+"""Training dataset job (Spark): snapshots -> per-(user, movie) interactions -> time-based split.
+
+Input: snapshot directories of the lake, each holding Parquet tables `watch` (event_time,
+user_id, movie_id, minute) and/or `rate` (event_time, user_id, movie_id, rating 1..5),
+partitioned by event_date. Output, under one dataset directory:
+  train/, test/      Parquet, one row per (user_id, movie_id) with the columns of COLUMNS
+  test_cold/         post-cutoff interactions of cold users/movies (global split), + `cold`
+  manifest.json      snapshots used (ids, their manifests: offsets, files), window, counts, rule
+
+Rules (also written into the manifest):
+- Window: only events with event_time >= newest_event - window_days, where newest_event is the
+  newest event in the input (never the wall clock), so a replayed old log behaves like live data.
+- Interaction of (user, movie): minutes_watched = distinct minutes watched; fraction_watched =
+  min(1, minutes_watched / runtime), runtime from the catalogue when given, else the largest
+  minute anyone watched of that movie + 1; rating = the user's latest rating (null if none);
+  strength = fraction_watched + rating / 5 (0 < strength <= 2); event_time = the last event of
+  the pair, first_time = its first.
+- Split `global` (default): one cutoff time T for everybody, the (1 - test_fraction) quantile
+  of the interactions' event_time (or newest_event - holdout_days when that is given). Train =
+  interactions with event_time < T; test = interactions with event_time >= T of users AND
+  movies that have training history; the other post-T interactions (cold users, then cold
+  movies) go to test_cold/ with a `cold` column and are counted in the manifest, never scored.
+  So nothing after T reaches training (max train time < T <= min test time), every model is
+  measured on the same test users and movies, and each user's test events come after all of
+  that user's training events. A pair's features come only from its own events, and its
+  event_time is its last event, so a pair with any event at or after T is not in train.
+- Split `per_user` (the older rule, kept as an option): per user with at least
+  `min_user_interactions` interactions, ordered by (event_time, movie_id), the last
+  max(1, floor(test_fraction * n)) are test (max train time <= min test time per user, but
+  other users' later events are in train). Users with fewer interactions are train only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import shutil
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from jobs import settings
+from jobs.columns import (
+    DATE_COL,
+    ITEM_COL,
+    MINUTE_COL,
+    RATING_COL,
+    STRENGTH_COL,
+    TIME_COL,
+    USER_COL,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WINDOW_DAYS = 180.0
+DEFAULT_TEST_FRACTION = 0.2
+DEFAULT_MIN_USER_INTERACTIONS = 5
+SPLITS = ("global", "per_user")
+DEFAULT_SPLIT = "global"
+CUTOFF_RELATIVE_ERROR = 1e-5  # approxQuantile rank error of the global cutoff
+COLD_COL = "cold"
+COLUMNS = [
+    USER_COL,
+    ITEM_COL,
+    RATING_COL,
+    STRENGTH_COL,
+    "minutes_watched",
+    "fraction_watched",
+    "first_time",
+    TIME_COL,
+]
+
+
+def split_rule(
+    test_fraction: float,
+    min_user_interactions: int,
+    split: str = "per_user",
+    holdout_days: float | None = None,
+) -> str:
+    """The split rule in words, as the manifest records it."""
+    if split == "global":
+        if holdout_days is not None:
+            cutoff = f"T = newest event - {holdout_days} days"
+        else:
+            cutoff = f"T = the {1 - test_fraction:g} quantile of {TIME_COL}"
+        return (
+            f"global temporal: {cutoff}; train = {TIME_COL} < T; test = {TIME_COL} >= T of users "
+            "and movies with training history; other post-T rows in test_cold"
+        )
+    return (
+        f"per user with >= {min_user_interactions} interactions ordered by ({TIME_COL}, "
+        f"{ITEM_COL}): the last max(1, floor({test_fraction} * n)) are test; others train only"
+    )
+
+
+def temporal_split(
+    frame: pd.DataFrame,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
+    holdout_days: float | None = None,
+    user_col: str = USER_COL,
+    item_col: str = ITEM_COL,
+    time_col: str = TIME_COL,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The global rule on a pandas frame: (train, test, cold) split at one cutoff time T.
+
+    T is the value at position floor((1 - test_fraction) * n) of the sorted event times (or
+    newest - holdout_days). Used to carve a validation split out of a training split, so
+    hyperparameters are chosen without looking at the test period.
+    """
+    if frame.empty:
+        raise ValueError("cannot split an empty frame")
+    times = pd.to_datetime(frame[time_col])
+    if holdout_days is not None:
+        cutoff = times.max() - pd.Timedelta(days=float(holdout_days))
+    else:
+        if not 0 < test_fraction < 1:
+            raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        ordered = np.sort(times.to_numpy())
+        cutoff = pd.Timestamp(ordered[int(np.floor((1 - test_fraction) * len(ordered)))])
+    after = (times >= cutoff).to_numpy()
+    train, later = frame[~after], frame[after]
+    warm = later[user_col].isin(train[user_col]) & later[item_col].isin(train[item_col])
+    cold = later[~warm].assign(
+        **{COLD_COL: np.where(later[~warm][user_col].isin(train[user_col]), "item", "user")}
+    )
+    return train, later[warm], cold
+
+
+def snapshot_info(path: Path) -> dict[str, Any]:
+    """What the manifest records of one snapshot: id, its own manifest (offsets...), files."""
+    info: dict[str, Any] = {"snapshot_id": path.name, "path": str(path)}
+    own = path / "manifest.json"
+    if own.exists():
+        info["manifest"] = json.loads(own.read_text())
+        info["snapshot_id"] = info["manifest"].get("snapshot_id", path.name)
+    info["files"] = sorted(
+        str(p.relative_to(path)) for t in ("watch", "rate") for p in (path / t).rglob("*.parquet")
+    )
+    return info
+
+
+def read_table(spark, snapshots: Sequence[Path], table: str, columns: list[str]):
+    """Union of one table over the snapshots that have it (None when none has it)."""
+    paths = [str(s / table) for s in snapshots if (s / table).exists()]
+    if not paths:
+        return None
+    union = None
+    for path in paths:
+        frame = spark.read.parquet(path)
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise ValueError(f"table {table!r} at {path} lacks columns {missing}")
+        frame = frame.select(*columns)
+        union = frame if union is None else union.unionByName(frame)
+    return union
+
+
+def catalog_runtimes() -> pd.DataFrame | None:
+    """movie_id, runtime (minutes) from the Postgres catalogue `movies`, None if unavailable."""
+    try:
+        from sqlalchemy import text
+
+        from jobs import db
+
+        with db.engine().connect() as conn:
+            frame = pd.read_sql(
+                text("SELECT movie_id, runtime FROM movies WHERE runtime > 0"), conn
+            )
+    except Exception as exc:  # noqa: BLE001 - a missing catalogue is a designed fallback
+        log.warning("no catalogue runtimes (%s); fraction watched uses the max minute seen", exc)
+        return None
+    return frame
+
+
+def dataset_id(newest: datetime, snapshots: Sequence[Path], params: dict[str, Any]) -> str:
+    """`ds-<YYYYmmddHHMMSS of newest event>-<hash8 of inputs and parameters>`."""
+    key = json.dumps({"snapshots": [str(s) for s in snapshots], **params}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
+    return f"ds-{newest:%Y%m%d%H%M%S}-{digest}"
+
+
+def build_dataset(
+    snapshots: Sequence[str | Path],
+    out: str | Path | None = None,
+    window_days: float | None = DEFAULT_WINDOW_DAYS,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
+    min_user_interactions: int = DEFAULT_MIN_USER_INTERACTIONS,
+    runtimes: pd.DataFrame | None = None,
+    spark=None,
+    split: str = DEFAULT_SPLIT,
+    holdout_days: float | None = None,
+) -> Path:
+    """Build train/test(/test_cold) Parquet + manifest.json from snapshots; return the directory.
+
+    `out` defaults to settings.lake_dir/datasets/<dataset_id>. Rerunning replaces the output
+    atomically (written aside, then renamed), so a crash never leaves a half dataset.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from jobs.spark import get_spark
+
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+    if holdout_days is not None and (split != "global" or float(holdout_days) <= 0):
+        raise ValueError(f"holdout_days={holdout_days} needs split='global' and a positive value")
+    snaps = [Path(s) for s in snapshots]
+    if not snaps:
+        raise ValueError("no snapshots given: nothing to build a dataset from")
+    for s in snaps:
+        if not s.is_dir():
+            raise ValueError(f"snapshot directory {s} does not exist")
+    spark = spark or get_spark("dataset")
+
+    watch = read_table(spark, snaps, "watch", [TIME_COL, USER_COL, ITEM_COL, MINUTE_COL])
+    rate = read_table(spark, snaps, "rate", [TIME_COL, USER_COL, ITEM_COL, RATING_COL])
+    if watch is None and rate is None:
+        raise ValueError(f"none of {len(snaps)} snapshots has a watch or rate table")
+    times = [t.agg(F.max(TIME_COL)).first()[0] for t in (watch, rate) if t is not None]
+    times = [t for t in times if t is not None]
+    if not times:
+        raise ValueError("the snapshots hold no events")
+    newest = max(times)
+    start = None
+    if window_days is not None:
+        start = newest - pd.Timedelta(days=float(window_days)).to_pytimedelta()
+        watch = watch.where(F.col(TIME_COL) >= F.lit(start)) if watch is not None else None
+        rate = rate.where(F.col(TIME_COL) >= F.lit(start)) if rate is not None else None
+
+    keys = [USER_COL, ITEM_COL]
+    parts = []
+    runtime_source = "none (no watch events)"
+    if watch is not None:
+        sessions = watch.groupBy(*keys).agg(
+            F.countDistinct(MINUTE_COL).alias("minutes_watched"),
+            F.min(TIME_COL).alias("w_first"),
+            F.max(TIME_COL).alias("w_last"),
+        )
+        seen_len = watch.groupBy(ITEM_COL).agg((F.max(MINUTE_COL) + 1).alias("seen_runtime"))
+        runtime_source = "max minute seen + 1"
+        if runtimes is not None and len(runtimes):
+            catalog = spark.createDataFrame(
+                runtimes[[ITEM_COL, "runtime"]].astype({ITEM_COL: str, "runtime": float})
+            )
+            seen_len = seen_len.join(catalog, ITEM_COL, "left")
+            runtime_source = "catalogue runtime, else max minute seen + 1"
+        else:
+            seen_len = seen_len.withColumn("runtime", F.lit(None).cast("double"))
+        runtime = F.coalesce(F.col("runtime"), F.col("seen_runtime").cast("double"))
+        sessions = sessions.join(seen_len.select(ITEM_COL, runtime.alias("rt")), ITEM_COL, "left")
+        parts.append(
+            sessions.withColumn(
+                "fraction_watched", F.least(F.col("minutes_watched") / F.col("rt"), F.lit(1.0))
+            ).drop("rt")
+        )
+    if rate is not None:
+        latest = Window.partitionBy(*keys).orderBy(F.col(TIME_COL).desc())
+        ratings = (
+            rate.withColumn("_n", F.row_number().over(latest))
+            .groupBy(*keys)
+            .agg(
+                F.max(F.when(F.col("_n") == 1, F.col(RATING_COL))).cast("double").alias(RATING_COL),
+                F.min(TIME_COL).alias("r_first"),
+                F.max(TIME_COL).alias("r_last"),
+            )
+        )
+        parts.append(ratings)
+    joined = parts[0] if len(parts) == 1 else parts[0].join(parts[1], keys, "full_outer")
+    for name, kind in [
+        ("minutes_watched", "bigint"),
+        ("fraction_watched", "double"),
+        (RATING_COL, "double"),
+        ("w_first", "timestamp"),
+        ("w_last", "timestamp"),
+        ("r_first", "timestamp"),
+        ("r_last", "timestamp"),
+    ]:
+        if name not in joined.columns:
+            joined = joined.withColumn(name, F.lit(None).cast(kind))
+    interactions = joined.select(
+        F.col(USER_COL).cast("long").alias(USER_COL),
+        F.col(ITEM_COL).cast("string").alias(ITEM_COL),
+        F.col(RATING_COL),
+        (
+            F.coalesce("fraction_watched", F.lit(0.0))
+            + F.coalesce(F.col(RATING_COL) / 5.0, F.lit(0.0))
+        ).alias(STRENGTH_COL),
+        F.coalesce("minutes_watched", F.lit(0)).cast("int").alias("minutes_watched"),
+        F.coalesce("fraction_watched", F.lit(0.0)).alias("fraction_watched"),
+        F.least("w_first", "r_first").alias("first_time"),
+        F.greatest("w_last", "r_last").alias(TIME_COL),
+    )
+    interactions = interactions.cache()  # read twice: the cutoff quantile, then the labels
+    cutoff = None
+    if split == "global":
+        labelled, cutoff = label_global(interactions, newest, test_fraction, holdout_days)
+    else:
+        labelled = label_per_user(interactions, test_fraction, min_user_interactions)
+    labelled = labelled.cache()
+
+    params = {
+        "window_days": window_days,
+        "test_fraction": test_fraction,
+        "min_user_interactions": min_user_interactions,
+    }
+    if split != "per_user":  # keeps the ids of datasets built with the older rule unchanged
+        params.update(split=split, holdout_days=holdout_days)
+    out = (
+        Path(out)
+        if out
+        else settings.load().lake_dir / "datasets" / dataset_id(newest, snaps, params)
+    )
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    parallelism = max(1, spark.sparkContext.defaultParallelism)
+    for name, part in (("train", "train"), ("test", "test")):
+        rows = labelled.where(F.col("_part") == part).select(*COLUMNS)
+        rows.coalesce(parallelism).write.parquet(str(tmp / name))
+    cold = labelled.where(F.col("_part").startswith("cold_"))
+    cold = cold.select(*COLUMNS, F.substring("_part", 6, 10).alias(COLD_COL))
+    cold.coalesce(1).write.parquet(str(tmp / "test_cold"))
+    counts_row = labelled.agg(
+        F.count("*").alias("interactions"),
+        F.sum((F.col("_part") == "test").cast("int")).alias("test"),
+        F.sum((F.col("_part") == "train").cast("int")).alias("train"),
+        F.sum((F.col("_part") == "cold_user").cast("int")).alias("test_cold_user"),
+        F.sum((F.col("_part") == "cold_item").cast("int")).alias("test_cold_item"),
+        F.countDistinct(USER_COL).alias("users"),
+        F.countDistinct(ITEM_COL).alias("movies"),
+        F.countDistinct(F.when(F.col("_part") == "test", F.col(USER_COL))).alias("test_users"),
+        F.max(F.when(F.col("_part") == "train", F.col(TIME_COL))).alias("train_newest"),
+        F.min(F.when(F.col("_part") == "test", F.col(TIME_COL))).alias("test_oldest"),
+        F.sum(F.col(RATING_COL).isNotNull().cast("int")).alias("rated"),
+        F.min(TIME_COL).alias("oldest"),
+    ).first()
+    labelled.unpersist()
+    interactions.unpersist()
+    counts = {
+        k: int(counts_row[k] or 0)
+        for k in (
+            "interactions",
+            "train",
+            "test",
+            "test_cold_user",
+            "test_cold_item",
+            "users",
+            "movies",
+            "test_users",
+            "rated",
+        )
+    }
+    manifest = {
+        "dataset_id": out.name,
+        "snapshots": [snapshot_info(s) for s in snaps],
+        "window": {
+            "days": window_days,
+            "start": start.isoformat() if start is not None else None,
+            "newest_event": newest.isoformat(),
+            "oldest_interaction": counts_row["oldest"].isoformat()
+            if counts_row["oldest"]
+            else None,
+            "measured_from": "newest event in the input, not the wall clock",
+        },
+        "split": {
+            "window_days": window_days,
+            "test_fraction": test_fraction,
+            "min_user_interactions": min_user_interactions,
+            "kind": split,
+            "holdout_days": holdout_days,
+            "cutoff": cutoff.isoformat() if cutoff is not None else None,
+            "train_newest": iso(counts_row["train_newest"]),
+            "test_oldest": iso(counts_row["test_oldest"]),
+            "rule": split_rule(test_fraction, min_user_interactions, split, holdout_days),
+        },
+        "strength": "fraction_watched + rating / 5",
+        "runtime_source": runtime_source,
+        "counts": counts,
+        "columns": COLUMNS,
+        "built_at": datetime.now(UTC).isoformat(),
+    }
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    if out.exists():
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp.rename(out)
+    log.info("dataset %s: %s", out, counts)
+    return out
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO text of a timestamp, None for None."""
+    return value.isoformat() if value is not None else None
+
+
+def label_per_user(interactions, test_fraction: float, min_user_interactions: int):
+    """`_part` = train | test by the per-user rule (the last floor(f * n) of each user)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    order = Window.partitionBy(USER_COL).orderBy(TIME_COL, ITEM_COL)
+    n = F.count("*").over(Window.partitionBy(USER_COL))
+    n_test = F.when(
+        n >= min_user_interactions, F.greatest(F.lit(1), F.floor(n * test_fraction).cast("int"))
+    ).otherwise(0)
+    is_test = F.row_number().over(order) > n - n_test
+    return interactions.withColumn("_part", F.when(is_test, "test").otherwise("train"))
+
+
+def label_global(interactions, newest: datetime, test_fraction: float, holdout_days: float | None):
+    """(`_part` = train | test | cold_user | cold_item by one cutoff T, T as a datetime)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    if holdout_days is not None:
+        cutoff = newest - pd.Timedelta(days=float(holdout_days)).to_pytimedelta()
+    else:
+        # Quantile in microseconds (works for TIMESTAMP and TIMESTAMP_NTZ columns); T is then
+        # the first event time at or after it, a value of the column itself.
+        micros = F.unix_micros(F.col(TIME_COL).cast("timestamp"))
+        values = interactions.select(micros.alias("t"))
+        quantile = values.approxQuantile("t", [1.0 - test_fraction], CUTOFF_RELATIVE_ERROR)
+        if not quantile:
+            raise ValueError("no interactions to split")
+        cutoff = interactions.where(micros >= F.lit(quantile[0])).agg(F.min(TIME_COL)).first()[0]
+    before = (F.col(TIME_COL) < F.lit(cutoff)).cast("int")
+    user_warm = F.max(before).over(Window.partitionBy(USER_COL)) == 1
+    item_warm = F.max(before).over(Window.partitionBy(ITEM_COL)) == 1
+    part = (
+        F.when(before == 1, "train")
+        .when(~user_warm, "cold_user")
+        .when(~item_warm, "cold_item")
+        .otherwise("test")
+    )
+    return interactions.withColumn("_part", part), cutoff
+
+
+def read_manifest(dataset_path: str | Path) -> dict[str, Any]:
+    """The manifest.json of a dataset directory."""
+    return json.loads((Path(dataset_path) / "manifest.json").read_text())
+
+
+def load_split(dataset_path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, test) pandas frames of a dataset directory, with normalised dtypes."""
+    path = Path(dataset_path)
+    if not (path / "manifest.json").exists():
+        raise FileNotFoundError(f"{path} is not a dataset (no manifest.json)")
+    frames = []
+    for name in ("train", "test"):
+        frame = pd.read_parquet(path / name)
+        frame[USER_COL] = frame[USER_COL].astype(np.int64)
+        frame[ITEM_COL] = frame[ITEM_COL].astype(str)
+        frames.append(frame)
+    return frames[0], frames[1]
+
+
+def load_cold(dataset_path: str | Path) -> pd.DataFrame:
+    """Post-cutoff interactions of cold users/movies (column `cold`: user | item), maybe empty."""
+    path = Path(dataset_path) / "test_cold"
+    files = sorted(path.glob("*.parquet")) if path.exists() else []
+    if not files:
+        return pd.DataFrame(columns=[*COLUMNS, COLD_COL])
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+def movietweetings_rating(rating_0_10: np.ndarray | pd.Series) -> np.ndarray:
+    """Map MovieTweetings' 0..10 ratings to our 1..5 stars: ceil(r / 2), with 0 -> 1.
+
+    0, 1, 2 -> 1; 3, 4 -> 2; 5, 6 -> 3; 7, 8 -> 4; 9, 10 -> 5. Values outside 0..10 are an error.
+    """
+    r = np.asarray(rating_0_10, dtype=np.int64)
+    bad = (r < 0) | (r > 10)
+    if bad.any():
+        raise ValueError(
+            f"{int(bad.sum())} MovieTweetings ratings outside 0..10, e.g. {r[bad][:3]}"
+        )
+    return np.maximum(1, np.ceil(r / 2.0)).astype(np.int8)
+
+
+def movietweetings_snapshot(ratings_dat: str | Path, out: str | Path) -> Path:
+    """Write MovieTweetings ratings.dat as a lake-shaped snapshot (a `rate` table) under `out`.
+
+    ratings.dat lines are `user::imdb_id::rating_0_10::unix_time`; movie IDs keep the IMDb
+    number as text. Used by tests and benchmarks when the simulator's Kafka import is not needed.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    raw = pd.read_csv(
+        ratings_dat,
+        sep="::",
+        engine="python",
+        header=None,
+        names=[USER_COL, ITEM_COL, "r10", "ts"],
+        dtype={ITEM_COL: str},
+    )
+    event_time = pd.to_datetime(raw["ts"], unit="s").astype("datetime64[us]")  # Spark-readable
+    frame = pd.DataFrame(
+        {
+            TIME_COL: event_time,
+            USER_COL: raw[USER_COL].astype(np.int64),
+            ITEM_COL: raw[ITEM_COL].astype(str),
+            RATING_COL: movietweetings_rating(raw["r10"]),
+            DATE_COL: event_time.dt.strftime("%Y-%m-%d"),
+        }
+    )
+    out = Path(out)
+    shutil.rmtree(out / "rate", ignore_errors=True)
+    pq.write_to_dataset(
+        pa.Table.from_pandas(frame, preserve_index=False), out / "rate", partition_cols=[DATE_COL]
+    )
+    (out / "manifest.json").write_text(
+        json.dumps({"snapshot_id": out.name, "source": str(ratings_dat), "rows": len(frame)})
+    )
+    return out
+
+
+def default_snapshots() -> list[Path]:
+    """Accepted snapshots from the lake (jobs.lake), as directories."""
+    try:
+        from jobs import lake
+    except ImportError as exc:
+        raise SystemExit("jobs.lake is not available: pass --snapshot PATH explicitly") from exc
+    return [Path(getattr(s, "path", s)) for s in lake.accepted_snapshots()]
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=None, help="dataset directory to write")
+    parser.add_argument(
+        "--snapshot",
+        type=Path,
+        action="append",
+        default=None,
+        help="snapshot directory (repeat); default: accepted lake snapshots",
+    )
+    parser.add_argument(
+        "--window-days",
+        type=float,
+        default=DEFAULT_WINDOW_DAYS,
+        help="days back from the newest event (0 = all)",
+    )
+    parser.add_argument("--test-fraction", type=float, default=DEFAULT_TEST_FRACTION)
+    parser.add_argument("--min-user-interactions", type=int, default=DEFAULT_MIN_USER_INTERACTIONS)
+    parser.add_argument("--split", choices=SPLITS, default=DEFAULT_SPLIT)
+    parser.add_argument(
+        "--holdout-days", type=float, default=None, help="global split: test = last N days"
+    )
+    parser.add_argument("--no-catalog", action="store_true", help="skip catalogue runtimes")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    snapshots = args.snapshot or default_snapshots()
+    path = build_dataset(
+        snapshots,
+        out=args.out,
+        window_days=args.window_days or None,
+        test_fraction=args.test_fraction,
+        min_user_interactions=args.min_user_interactions,
+        runtimes=None if args.no_catalog else catalog_runtimes(),
+        split=args.split,
+        holdout_days=args.holdout_days,
+    )
+    print(path)
+    return path
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,1 @@
+"""Recommender families behind one interface (see base.Recommender); one module per family."""

@@ -1,0 +1,59 @@
+"""The one interface every recommender implements (fit / recommend / save / load).
+
+A model is trained on an interactions frame with the shared column names (jobs.columns) and
+recommends for a *block* of users at once, so batch scoring never calls it per (user, movie).
+"""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from jobs.columns import ITEM_COL, RATING_COL, STRENGTH_COL, TIME_COL, USER_COL
+
+
+class Recommender(abc.ABC):
+    """Base class: subclasses set `family` and implement the four methods."""
+
+    family: ClassVar[str] = "base"
+
+    def __init__(self, **params: Any) -> None:
+        self.params: dict[str, Any] = dict(params)
+
+    @abc.abstractmethod
+    def fit(
+        self,
+        interactions: pd.DataFrame,
+        user_col: str = USER_COL,
+        item_col: str = ITEM_COL,
+        rating_col: str = RATING_COL,
+        strength_col: str = STRENGTH_COL,
+        time_col: str = TIME_COL,
+    ) -> Recommender:
+        """Learn from interactions (explicit `rating`, implicit `strength`); return self."""
+
+    @abc.abstractmethod
+    def recommend(
+        self, users: np.ndarray | list, k: int = 20, exclude_seen: bool = True
+    ) -> pd.DataFrame:
+        """Top-k per user for a block of users: columns user_id, movie_id, rank (1 = best), score.
+
+        Users unknown to the model get no rows (the caller falls back to popularity).
+        """
+
+    @abc.abstractmethod
+    def save(self, path: str | Path) -> Path:
+        """Write the model's artifact(s) under directory `path`; return the directory."""
+
+    @classmethod
+    @abc.abstractmethod
+    def load(cls, path: str | Path) -> Recommender:
+        """Read a model written by save()."""
+
+    def known_users(self) -> np.ndarray:
+        """User IDs the model can personalise for (default: none)."""
+        return np.array([], dtype=np.int64)

@@ -1,0 +1,74 @@
+"""EASE (Steck 2019): a closed-form item-item model trained for ranking on implicit feedback.
+
+B = argmin |X - X B|^2 + lambda |B|^2 subject to diag(B) = 0 has the closed form
+P = (X^T X + lambda I)^-1, B = -P / diag(P) (column-wise), diag(B) = 0. It needs a dense
+items x items inverse, so it is fitted on the `max_items` most popular training movies only
+(memory max_items^2 x 4 bytes: 36 MB at the default 3,000).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from jobs.columns import ITEM_COL, RATING_COL, STRENGTH_COL, TIME_COL, USER_COL
+from jobs.models.common import ArrayModel, interaction_matrix
+
+DEFAULTS = {"reg": 200.0, "max_items": 3000, "weighting": "binary"}
+
+
+class EASE(ArrayModel):
+    """Ranking model on implicit feedback: score(u, .) = x_u @ item_weights.
+
+    Attributes: `item_ids` (the modelled movies, most popular first), `item_weights` (dense
+    float32 (n_items, n_items), B above), `seen` (CSR users x item_ids of history weights x_u;
+    only modelled movies count), `user_ids` (sorted). Params: reg (lambda), max_items,
+    weighting ('binary' or 'strength').
+    """
+
+    family = "ease"
+    array_attrs = ArrayModel.array_attrs + ("item_weights",)
+    item_weights: np.ndarray
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**{**DEFAULTS, **params})
+
+    def fit(
+        self,
+        interactions: pd.DataFrame,
+        user_col: str = USER_COL,
+        item_col: str = ITEM_COL,
+        rating_col: str = RATING_COL,
+        strength_col: str = STRENGTH_COL,
+        time_col: str = TIME_COL,
+    ) -> EASE:
+        p = self.params
+        if interactions.empty:
+            raise ValueError("ease cannot fit on an empty training split")
+        items = interactions[item_col].astype(str)
+        counts = items.groupby(items).size().rename("n").reset_index()
+        counts = counts.sort_values(["n", item_col], ascending=[False, True], kind="stable")
+        self.item_ids = counts[item_col].to_numpy()[: int(p["max_items"])].astype(str)
+        self.user_ids = np.unique(interactions[user_col].to_numpy(np.int64))
+        weights = None
+        if p["weighting"] == "strength":
+            weights = interactions[strength_col].fillna(0.0).to_numpy(np.float64)
+        elif p["weighting"] != "binary":
+            raise ValueError(f"weighting must be 'binary' or 'strength', not {p['weighting']!r}")
+        self.seen = interaction_matrix(
+            interactions, self.user_ids, self.item_ids, weights, user_col, item_col
+        )
+        gram = (self.seen.T @ self.seen).toarray()
+        gram[np.diag_indices_from(gram)] += float(p["reg"])
+        inverse = np.linalg.inv(gram)
+        weights_b = inverse / (-np.diag(inverse))
+        weights_b[np.diag_indices_from(weights_b)] = 0.0
+        self.item_weights = weights_b.astype(np.float32)
+        return self
+
+    def score_block(self, user_index: np.ndarray) -> np.ndarray:
+        history: sp.csr_matrix = self.seen[user_index]
+        return np.asarray(history @ self.item_weights)

@@ -1,0 +1,327 @@
+"""Hybrid ranking model: item-kNN over recency-weighted implicit feedback + a trending prior.
+
+On trend-driven data (MovieTweetings: people tweet about what just came out) recent
+popularity is a strong ranker and a pure neighbourhood model ranks below it; on stable tastes
+(the planted simulation) the neighbourhood model wins. This family blends the two per item,
+
+    score(u, j) = (1 - blend) * knn(u, j) / max_j' knn(u, j')  +  blend * prior(j)
+                  + TIE * prior(j)
+
+where knn(u, j) = sum over u's history i of w_ui * sim(i, j) (shrunk cosine, top-M neighbours
+per item, exactly item_knn's), w_ui = 2^(-(t_u,last - t_ui) / history_half_life_days) weighs
+recent history up (null = no decay), and prior(j) = sum over training interactions with j of
+2^(-(newest - t) / half_life_days), scaled to max 1 (recency-decayed popularity). With
+`history_half_life_days`, `blend`, `half_life_days` = "auto" (default) they are chosen on a
+VALIDATION split carved from the training data by the global temporal rule
+(jobs.dataset.temporal_split): fit on the earlier part; the history half-life with the best
+NDCG@20 of the kNN part alone, then the (half-life, blend) grid point with the best NDCG@20 of
+the blend, on the later part; refit on all training data with the chosen values. The grid
+includes blend 0 (pure kNN) and 1 (pure trending popularity), so the selection can say the
+blend does not help. The test split is never looked at.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from jobs.columns import ITEM_COL, RATING_COL, STRENGTH_COL, TIME_COL, USER_COL
+from jobs.models.common import ArrayModel, id_arrays, index_of, to_frame, top_k_dense
+from jobs.models.item_knn import neighbours_scipy, neighbours_spark, recent_history
+
+log = logging.getLogger(__name__)
+
+DEFAULTS: dict[str, Any] = {
+    "neighbours": 200,
+    "shrink": 50.0,
+    "max_history": 500,
+    "history_half_life_days": "auto",
+    "history_half_life_grid": [1.0, 7.0, 30.0, None],
+    "half_life_days": "auto",
+    "blend": "auto",
+    "validation_fraction": 0.2,
+    "validation_users": 1000,
+    "half_life_grid": [1.0, 2.0, 4.0, 7.0, 14.0, 30.0],
+    "blend_grid": [0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0],
+    "fallback_half_life_days": 7.0,
+    "fallback_blend": 0.9,
+    "fallback_history_half_life_days": 7.0,
+    "engine": "auto",
+    "spark_threshold": 2_000_000,
+    "seed": 42,
+}
+TIE = 1e-6  # the prior breaks ties between equal blended scores (e.g. no kNN evidence)
+MIN_WEIGHT = 1e-6  # floor of a history weight, so an old interaction stays in `seen`
+K = 20
+DAY = 86_400.0
+
+
+def decay(age_days: np.ndarray, half_life_days: float) -> np.ndarray:
+    """2^(-age / half_life): 1 for age 0, 1/2 after one half-life."""
+    return np.exp2(-np.asarray(age_days, dtype=np.float64) / float(half_life_days))
+
+
+def ages_days(times: pd.Series, reference: pd.Timestamp | pd.Series) -> np.ndarray:
+    """Days from each event time back from `reference` (a time or aligned times), >= 0."""
+    delta = pd.to_datetime(reference) - pd.to_datetime(times)
+    seconds = delta.dt.total_seconds() if isinstance(delta, pd.Series) else delta.total_seconds()
+    return np.maximum(np.asarray(seconds, dtype=np.float64) / DAY, 0.0)
+
+
+def as_auto(value: Any) -> float | None:
+    """None for 'auto' (choose on validation), else the value as a float."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+        return None
+    return float(value)
+
+
+class HybridKNN(ArrayModel):
+    """Recency-weighted item-kNN blended with a recency-decayed popularity prior.
+
+    Attributes (what batch scoring uses): `user_ids` (int64, sorted), `item_ids` (str,
+    sorted), `seen` (CSR users x items, recency weights w_ui of the training history, every
+    value > 0), `neighbours` (CSR items x items, top-M shrunk-cosine neighbours, as item_knn),
+    `item_prior` (float64 per item, decayed popularity scaled to max 1); scalars `blend`,
+    `half_life_days`, `history_half_life_days` (as chosen) and `validation` (the grids and
+    their NDCG@20) in model.json.
+    Params: neighbours, shrink, max_history, engine, spark_threshold (item_knn's);
+    history_half_life_days (number, null = no decay, or 'auto'), half_life_days and blend
+    (numbers or 'auto'); validation_fraction, validation_users, history_half_life_grid,
+    half_life_grid, blend_grid, fallback_* (used when the training data is too small to carve
+    a validation split), seed (validation user sample).
+    """
+
+    family = "hybrid"
+    array_attrs = ArrayModel.array_attrs + ("neighbours", "item_prior")
+    neighbours: sp.csr_matrix
+    item_prior: np.ndarray
+    blend: float = 0.9
+    half_life_days: float = 7.0
+    history_half_life_days: float | None = 7.0
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**{**DEFAULTS, **params})
+        self.validation: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ fit
+    def fit(
+        self,
+        interactions: pd.DataFrame,
+        user_col: str = USER_COL,
+        item_col: str = ITEM_COL,
+        rating_col: str = RATING_COL,
+        strength_col: str = STRENGTH_COL,
+        time_col: str = TIME_COL,
+    ) -> HybridKNN:
+        if interactions.empty:
+            raise ValueError("hybrid cannot fit on an empty training split")
+        cols = (user_col, item_col, time_col)
+        missing = [c for c in cols if c not in interactions.columns]
+        if missing:
+            raise ValueError(f"hybrid needs columns {missing} in the training interactions")
+        frame = interactions[list(cols)].copy()
+        frame[item_col] = frame[item_col].astype(str)
+        frame[time_col] = pd.to_datetime(frame[time_col])
+        p = self.params
+        blend, half_life = as_auto(p["blend"]), as_auto(p["half_life_days"])
+        history = p["history_half_life_days"]
+        history_auto = isinstance(history, str) and history.strip().lower() == "auto"
+        if blend is not None and not 0.0 <= blend <= 1.0:
+            raise ValueError(f"blend must be in [0, 1] or 'auto', not {blend}")
+        if half_life is not None and half_life <= 0:
+            raise ValueError(f"half_life_days must be positive or 'auto', not {half_life}")
+        if not history_auto and history is not None and float(history) <= 0:
+            raise ValueError(f"history_half_life_days must be positive, null or 'auto': {history}")
+        history = None if history_auto or history is None else float(history)
+        if blend is None or half_life is None or history_auto:
+            blend, half_life, history = self.choose_on_validation(
+                frame, blend, half_life, history, history_auto, *cols
+            )
+        self.blend, self.half_life_days = float(blend), float(half_life)
+        self.history_half_life_days = history
+        self.fit_state(frame, *cols)
+        self.seen = self.history(frame, history, *cols)
+        self.item_prior = self.prior(frame, self.half_life_days, item_col, time_col)
+        return self
+
+    def fit_state(self, frame: pd.DataFrame, user_col: str, item_col: str, time_col: str) -> None:
+        """user_ids, item_ids and the kNN `neighbours` (binary recent history) from `frame`."""
+        p = self.params
+        self.user_ids, self.item_ids = id_arrays(frame[user_col], frame[item_col])
+        recent = recent_history(frame, int(p["max_history"]), user_col, time_col)
+        ru = index_of(self.user_ids, recent[user_col].to_numpy(np.int64))
+        ri = index_of(self.item_ids, recent[item_col].to_numpy())
+        engine = p["engine"]
+        if engine == "auto":
+            engine = "spark" if len(recent) > int(p["spark_threshold"]) else "scipy"
+        if engine not in ("scipy", "spark"):
+            raise ValueError(f"engine must be 'scipy', 'spark' or 'auto', not {engine!r}")
+        build = neighbours_scipy if engine == "scipy" else neighbours_spark
+        self.neighbours = build(
+            ru,
+            ri,
+            np.ones(len(recent)),
+            len(self.user_ids),
+            len(self.item_ids),
+            m=int(p["neighbours"]),
+            shrink=float(p["shrink"]),
+        )
+
+    def history(
+        self,
+        frame: pd.DataFrame,
+        half_life: float | None,
+        user_col: str,
+        item_col: str,
+        time_col: str,
+    ) -> sp.csr_matrix:
+        """users x items CSR of history weights (1 without decay; never below MIN_WEIGHT)."""
+        if half_life is None:
+            weights = np.ones(len(frame))
+        else:
+            last = frame.groupby(user_col)[time_col].transform("max")
+            weights = decay(ages_days(frame[time_col], last), half_life)
+        u = index_of(self.user_ids, frame[user_col].to_numpy(np.int64))
+        i = index_of(self.item_ids, frame[item_col].to_numpy())
+        keep = (u >= 0) & (i >= 0)
+        seen = sp.csr_matrix(
+            (np.maximum(weights[keep], MIN_WEIGHT), (u[keep], i[keep])),
+            shape=(len(self.user_ids), len(self.item_ids)),
+        )
+        seen.sum_duplicates()
+        return seen
+
+    def prior(
+        self, frame: pd.DataFrame, half_life: float, item_col: str, time_col: str
+    ) -> np.ndarray:
+        """Recency-decayed popularity over item_ids, scaled so the top movie has 1."""
+        ages = ages_days(frame[time_col], frame[time_col].max())
+        idx = index_of(self.item_ids, frame[item_col].to_numpy())
+        keep = idx >= 0
+        prior = np.bincount(
+            idx[keep], weights=decay(ages[keep], half_life), minlength=len(self.item_ids)
+        )
+        top = prior.max(initial=0.0)
+        return prior / top if top > 0 else prior
+
+    def choose_on_validation(
+        self,
+        frame: pd.DataFrame,
+        blend: float | None,
+        half_life: float | None,
+        history: float | None,
+        history_auto: bool,
+        user_col: str,
+        item_col: str,
+        time_col: str,
+    ) -> tuple[float, float, float | None]:
+        """(blend, half_life, history half-life) best on validation; given values stay fixed."""
+        from jobs import metrics
+        from jobs.dataset import temporal_split
+
+        p = self.params
+        blends = [blend] if blend is not None else [float(b) for b in p["blend_grid"]]
+        half_lives = (
+            [half_life] if half_life is not None else [float(h) for h in p["half_life_grid"]]
+        )
+        histories = (
+            [None if h is None else float(h) for h in p["history_half_life_grid"]]
+            if history_auto
+            else [history]
+        )
+        fallback = (
+            blend if blend is not None else float(p["fallback_blend"]),
+            half_life if half_life is not None else float(p["fallback_half_life_days"]),
+            float(p["fallback_history_half_life_days"]) if history_auto else history,
+        )
+        try:
+            fit_part, val, _ = temporal_split(
+                frame, float(p["validation_fraction"]), None, user_col, item_col, time_col
+            )
+        except ValueError as exc:
+            fit_part, val = frame.iloc[:0], frame.iloc[:0]
+            log.warning("hybrid: no validation split (%s)", exc)
+        if fit_part.empty or val.empty:
+            self.validation = {"skipped": "training data too small to carve a validation split"}
+            log.warning("hybrid: validation skipped; using %s", fallback)
+            return fallback
+
+        self.fit_state(fit_part, user_col, item_col, time_col)
+        users = np.unique(val[user_col].to_numpy(np.int64))
+        limit = int(p["validation_users"])
+        if len(users) > limit:
+            rng = np.random.default_rng(int(p["seed"]))
+            users = np.sort(rng.choice(users, limit, replace=False))
+        val = val[val[user_col].isin(users)]
+        rows = index_of(self.user_ids, users)
+
+        def ndcg(scores: np.ndarray, seen: sp.csr_matrix) -> float:
+            items, best = top_k_dense(scores, K, seen)
+            recs = to_frame(users, self.item_ids, items, best)
+            return float(metrics.per_user_ranking(val, recs, K)["ndcg"].mean())
+
+        personal = {}
+        history_grid = []
+        for h in histories:
+            self.seen = self.history(fit_part, h, user_col, item_col, time_col)
+            personal[h] = self.personal_block(rows)
+            score = ndcg(personal[h], self.seen[rows]) if len(histories) > 1 else float("nan")
+            history_grid.append({"history_half_life_days": h, "ndcg_at_20": score})
+        chosen_history = histories[0]
+        if len(histories) > 1:
+            chosen_history = max(history_grid, key=lambda g: g["ndcg_at_20"])[
+                "history_half_life_days"
+            ]
+        seen = self.history(fit_part, chosen_history, user_col, item_col, time_col)[rows]
+        grid = []
+        for h in half_lives:
+            prior = self.prior(fit_part, h, item_col, time_col)
+            for b in blends:
+                scores = (1.0 - b) * personal[chosen_history] + (b + TIE) * prior[None, :]
+                grid.append({"half_life_days": h, "blend": b, "ndcg_at_20": ndcg(scores, seen)})
+        best_point = max(grid, key=lambda g: g["ndcg_at_20"])  # first of equals
+        self.validation = {
+            "rule": f"global temporal split of the training data, last {p['validation_fraction']}",
+            "cutoff": pd.Timestamp(val[time_col].min()).isoformat(),
+            "fit_rows": int(len(fit_part)),
+            "validation_rows": int(len(val)),
+            "validation_users": int(len(users)),
+            "history_grid": history_grid,
+            "grid": grid,
+            "chosen": {**best_point, "history_half_life_days": chosen_history},
+        }
+        log.info("hybrid: validation chose %s", self.validation["chosen"])
+        return best_point["blend"], best_point["half_life_days"], chosen_history
+
+    # ------------------------------------------------------------------ score
+    def personal_block(self, user_index: np.ndarray) -> np.ndarray:
+        """kNN scores of a block of users, each row scaled to max 1 (0 rows stay 0)."""
+        scores = np.asarray((self.seen[user_index] @ self.neighbours).todense(), dtype=np.float64)
+        top = scores.max(axis=1, keepdims=True)
+        scores /= np.where(top > 0, top, 1.0)
+        return scores
+
+    def score_block(self, user_index: np.ndarray) -> np.ndarray:
+        scores = self.personal_block(user_index)
+        scores *= 1.0 - self.blend
+        scores += (self.blend + TIE) * self.item_prior[None, :]
+        return scores
+
+    # ------------------------------------------------------------------ state
+    def extra_state(self) -> dict[str, Any]:
+        return {
+            "history_half_life_days": self.history_half_life_days,
+            "blend": float(self.blend),
+            "half_life_days": float(self.half_life_days),
+            "validation": self.validation,
+        }
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.history_half_life_days = state.get("history_half_life_days")
+        self.blend = float(state["blend"])
+        self.half_life_days = float(state["half_life_days"])
+        self.validation = state.get("validation", {})

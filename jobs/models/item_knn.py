@@ -1,0 +1,191 @@
+"""Item-item kNN with shrunk cosine similarity, top-M neighbours per item (memory ~ movies x M).
+
+sim(i, j) = dot(x_i, x_j) / (|x_i| |x_j|) * n_ij / (n_ij + shrink), where x_i is item i's column
+of user weights (1, or the implicit strength) and n_ij the number of users who interacted with
+both. Only each item's M most similar items are kept (ties by lower item index), so the model
+never holds a movies x movies or users x users matrix: the scipy engine works through blocks of
+items (block x movies at a time), the Spark engine aggregates co-occurring pairs per user and
+keeps the top M with a window. Both compute the same numbers (tested).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from tqdm import tqdm
+
+from jobs.columns import ITEM_COL, RATING_COL, STRENGTH_COL, TIME_COL, USER_COL
+from jobs.models.common import ArrayModel, id_arrays, index_of, interaction_matrix, top_k_dense
+
+DEFAULTS = {
+    "neighbours": 50,
+    "shrink": 10.0,
+    "weighting": "binary",
+    "engine": "auto",
+    "max_history": 500,
+    "spark_threshold": 2_000_000,
+}
+ITEM_BLOCK = 256
+
+
+class ItemKNN(ArrayModel):
+    """Neighbourhood recommender: score(u, j) = sum over u's history i of w_ui * sim(i, j).
+
+    Attributes: `neighbours` (CSR, items x items, row i = the top-M neighbours j of item i with
+    their similarity; at most M stored values per row), `seen` (CSR users x items of the
+    history weights w_ui: 1 for weighting='binary', the implicit strength for 'strength'),
+    `user_ids`, `item_ids` (sorted). Scoring a block is the sparse product seen[block] @ neighbours.
+    Params: neighbours (M), shrink, weighting, engine ('scipy' | 'spark' | 'auto': Spark above
+    spark_threshold interactions), max_history (each user's most recent interactions that
+    count towards similarity, bounding the per-user pair count).
+    """
+
+    family = "item_knn"
+    array_attrs = ArrayModel.array_attrs + ("neighbours",)
+    neighbours: sp.csr_matrix
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**{**DEFAULTS, **params})
+
+    def fit(
+        self,
+        interactions: pd.DataFrame,
+        user_col: str = USER_COL,
+        item_col: str = ITEM_COL,
+        rating_col: str = RATING_COL,
+        strength_col: str = STRENGTH_COL,
+        time_col: str = TIME_COL,
+    ) -> ItemKNN:
+        p = self.params
+        if p["weighting"] not in ("binary", "strength"):
+            raise ValueError(f"weighting must be 'binary' or 'strength', not {p['weighting']!r}")
+        if interactions.empty:
+            raise ValueError("item_knn cannot fit on an empty training split")
+        self.user_ids, self.item_ids = id_arrays(interactions[user_col], interactions[item_col])
+        weights = None
+        if p["weighting"] == "strength":
+            weights = interactions[strength_col].fillna(0.0).to_numpy(np.float64)
+        self.seen = interaction_matrix(
+            interactions, self.user_ids, self.item_ids, weights, user_col, item_col
+        )
+        recent = recent_history(interactions, int(p["max_history"]), user_col, time_col)
+        u = index_of(self.user_ids, recent[user_col].to_numpy(np.int64))
+        i = index_of(self.item_ids, recent[item_col].astype(str).to_numpy())
+        v = (
+            np.ones(len(recent))
+            if p["weighting"] == "binary"
+            else recent[strength_col].fillna(0.0).to_numpy(np.float64)
+        )
+        engine = p["engine"]
+        if engine == "auto":
+            engine = "spark" if len(recent) > int(p["spark_threshold"]) else "scipy"
+        args = (u, i, v, len(self.user_ids), len(self.item_ids))
+        m, shrink = int(p["neighbours"]), float(p["shrink"])
+        if engine == "scipy":
+            self.neighbours = neighbours_scipy(*args, m=m, shrink=shrink)
+        elif engine == "spark":
+            self.neighbours = neighbours_spark(*args, m=m, shrink=shrink)
+        else:
+            raise ValueError(f"engine must be 'scipy', 'spark' or 'auto', not {engine!r}")
+        return self
+
+    def score_block(self, user_index: np.ndarray) -> np.ndarray:
+        scores = (self.seen[user_index] @ self.neighbours).toarray()
+        # Items no neighbour of the history reaches have no evidence at all: never recommend.
+        scores[scores <= 0] = -np.inf
+        return scores
+
+
+def recent_history(frame: pd.DataFrame, limit: int, user_col: str, time_col: str) -> pd.DataFrame:
+    """Each user's `limit` most recent interactions (all of them for shorter histories)."""
+    ranked = frame.sort_values([user_col, time_col], ascending=[True, False], kind="stable")
+    return ranked[ranked.groupby(user_col).cumcount() < limit]
+
+
+def shrunk_cosine(
+    dot: np.ndarray, co: np.ndarray, norm_i: np.ndarray, norm_j: np.ndarray, shrink: float
+) -> np.ndarray:
+    """Shrunk cosine from dot products, co-counts and norms (0 where there is no overlap)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cosine = dot / (norm_i * norm_j)
+        sim = cosine * co / (co + shrink)
+    return np.where(co > 0, sim, 0.0)
+
+
+def neighbours_scipy(
+    u: np.ndarray, i: np.ndarray, v: np.ndarray, n_users: int, n_items: int, m: int, shrink: float
+) -> sp.csr_matrix:
+    """Top-m shrunk-cosine neighbours per item, computed block of items by block (single node)."""
+    x = sp.csr_matrix((v, (u, i)), shape=(n_users, n_items))
+    x.sum_duplicates()
+    b = x.copy()
+    b.data[:] = 1.0
+    xt, bt = x.T.tocsr(), b.T.tocsr()
+    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=0)).ravel())
+    rows, cols, vals = [], [], []
+    for start in tqdm(range(0, n_items, ITEM_BLOCK), desc="item_knn similarity", leave=False):
+        stop = min(start + ITEM_BLOCK, n_items)
+        dot = (xt[start:stop] @ x).toarray()
+        co = (bt[start:stop] @ b).toarray()
+        sim = shrunk_cosine(dot, co, norms[start:stop, None], norms[None, :], shrink)
+        sim[np.arange(stop - start), np.arange(start, stop)] = 0.0
+        sim[sim <= 0] = -np.inf
+        items, best = top_k_dense(sim, m)
+        keep = items >= 0
+        rows.append(np.nonzero(keep)[0] + start)
+        cols.append(items[keep])
+        vals.append(best[keep])
+    if not rows:
+        return sp.csr_matrix((n_items, n_items))
+    return sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(n_items, n_items),
+    )
+
+
+def neighbours_spark(
+    u: np.ndarray, i: np.ndarray, v: np.ndarray, n_users: int, n_items: int, m: int, shrink: float
+) -> sp.csr_matrix:
+    """The same neighbours computed in Spark: per-user pair join, sums per pair, top-m window."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from jobs.spark import get_spark
+
+    spark = get_spark("train-item-knn")
+    frame = pd.DataFrame({"u": u.astype(np.int64), "i": i.astype(np.int64), "v": v})
+    frame = frame.groupby(["u", "i"], as_index=False)["v"].sum()
+    df = spark.createDataFrame(frame)
+    norms = df.groupBy("i").agg(F.sqrt(F.sum(F.col("v") * F.col("v"))).alias("norm"))
+    a = df.select("u", "i", F.col("v").alias("vi"))
+    b = df.select("u", F.col("i").alias("j"), F.col("v").alias("vj"))
+    pairs = (
+        a.join(b, "u")
+        .where(F.col("i") != F.col("j"))
+        .groupBy("i", "j")
+        .agg(F.sum(F.col("vi") * F.col("vj")).alias("dot"), F.count("*").alias("co"))
+    )
+    ni = norms.select("i", F.col("norm").alias("ni"))
+    nj = norms.select(F.col("i").alias("j"), F.col("norm").alias("nj"))
+    sims = (
+        pairs.join(ni, "i")
+        .join(nj, "j")
+        .select(
+            "i",
+            "j",
+            (
+                F.col("dot") / (F.col("ni") * F.col("nj")) * F.col("co") / (F.col("co") + shrink)
+            ).alias("sim"),
+        )
+        .where(F.col("sim") > 0)
+    )
+    window = Window.partitionBy("i").orderBy(F.col("sim").desc(), F.col("j").asc())
+    top = sims.withColumn("r", F.row_number().over(window)).where(F.col("r") <= m)
+    out = top.select("i", "j", "sim").toPandas()
+    return sp.csr_matrix(
+        (out["sim"].to_numpy(np.float64), (out["i"].to_numpy(), out["j"].to_numpy())),
+        shape=(n_items, n_items),
+    )

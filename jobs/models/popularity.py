@@ -1,0 +1,108 @@
+"""Recent-window popularity: the fallback for unknown users and the baseline to beat."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from jobs.columns import ITEM_COL, RATING_COL, STRENGTH_COL, TIME_COL, USER_COL
+from jobs.models.common import (
+    BLOCK_USERS,
+    ArrayModel,
+    empty_recommendations,
+    index_of,
+    to_frame,
+    top_k_dense,
+)
+
+
+class PopularityRecommender(ArrayModel):
+    """Movies ranked by distinct users in the last `window_days` of the training data.
+
+    The window is measured back from the newest training event (never the wall clock); ties
+    break by all-time distinct users, then movie ID. Every user, known or not, gets the same
+    list minus what they have seen. Attributes: `item_ids` (movies in rank order, best first),
+    `item_scores` (window users + all-time users / (1 + max all-time users), so the tie-break
+    stays below one window user), `user_ids`, `seen` (CSR users x item_ids).
+    Params: window_days (float, default 30; None = all history).
+    """
+
+    family = "popularity"
+    array_attrs = ArrayModel.array_attrs + ("item_scores",)
+    item_scores: np.ndarray
+
+    def __init__(self, window_days: float | None = 30.0, **params: Any) -> None:
+        super().__init__(window_days=window_days, **params)
+        self.window_days = window_days
+
+    def fit(
+        self,
+        interactions: pd.DataFrame,
+        user_col: str = USER_COL,
+        item_col: str = ITEM_COL,
+        rating_col: str = RATING_COL,
+        strength_col: str = STRENGTH_COL,
+        time_col: str = TIME_COL,
+    ) -> PopularityRecommender:
+        frame = interactions[[user_col, item_col, time_col]].copy()
+        frame[item_col] = frame[item_col].astype(str)
+        all_time = frame.groupby(item_col)[user_col].nunique()
+        recent = frame
+        if self.window_days is not None:
+            times = pd.to_datetime(frame[time_col])
+            start = times.max() - pd.Timedelta(days=float(self.window_days))
+            recent = frame[times >= start]
+        window = recent.groupby(item_col)[user_col].nunique().reindex(all_time.index, fill_value=0)
+        table = pd.DataFrame({"window": window, "all_time": all_time}).reset_index()
+        table = table.sort_values(
+            ["window", "all_time", item_col], ascending=[False, False, True], kind="stable"
+        )
+        self.item_ids = table[item_col].to_numpy().astype(str)
+        self.item_scores = table["window"].to_numpy(np.float64) + table["all_time"].to_numpy(
+            np.float64
+        ) / (1.0 + float(all_time.max()))
+        self.user_ids = np.unique(frame[user_col].to_numpy(dtype=np.int64))
+        self.fit_seen(frame, user_col, item_col)
+        return self
+
+    def score_block(self, user_index: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.item_scores, (len(user_index), len(self.item_ids)))
+
+    def top(self, k: int = 20) -> pd.DataFrame:
+        """The global list (for unknown users and the published popular list)."""
+        n = min(k, len(self.item_ids))
+        return pd.DataFrame(
+            {
+                ITEM_COL: self.item_ids[:n].astype(object),
+                "rank": np.arange(1, n + 1),
+                "score": self.item_scores[:n],
+            }
+        )
+
+    def recommend(
+        self, users: np.ndarray | list, k: int = 20, exclude_seen: bool = True
+    ) -> pd.DataFrame:
+        """Top-k for every requested user; unknown users get the plain global list."""
+        users = np.asarray(users, dtype=np.int64)
+        if len(users) == 0:
+            return empty_recommendations()
+        idx = index_of(self.user_ids, users)
+        # Only the first k + (most items any of them has seen) movies can ever be chosen.
+        frames = []
+        for start in range(0, len(users), BLOCK_USERS):
+            block, block_idx = users[start : start + BLOCK_USERS], idx[start : start + BLOCK_USERS]
+            rows = np.where(block_idx >= 0, block_idx, 0)
+            seen = self.seen[rows]
+            if exclude_seen:
+                seen = seen.multiply((block_idx >= 0)[:, None]).tocsr()
+                seen.eliminate_zeros()
+                width = min(len(self.item_ids), k + int(np.diff(seen.indptr).max(initial=0)))
+                seen = seen[:, :width]
+            else:
+                seen, width = None, min(k, len(self.item_ids))
+            scores = np.broadcast_to(self.item_scores[:width], (len(block), width))
+            items, best = top_k_dense(scores, k, seen)
+            frames.append(to_frame(block, self.item_ids[:width], items, best))
+        return pd.concat(frames, ignore_index=True)

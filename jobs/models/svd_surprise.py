@@ -1,0 +1,88 @@
+"""Surprise's SVD (biased matrix factorisation by SGD): the single-node reference rating model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from jobs.columns import ITEM_COL, RATING_COL, STRENGTH_COL, TIME_COL, USER_COL
+from jobs.models.common import FactorModel, id_arrays, index_of
+
+DEFAULTS = {
+    "n_factors": 100,
+    "n_epochs": 20,
+    "lr_all": 0.005,
+    "reg_all": 0.02,
+    "random_state": 42,
+    "rating_min": 1.0,
+    "rating_max": 5.0,
+}
+
+
+class SurpriseSVD(FactorModel):
+    """surprise.SVD fitted on the explicit ratings (rows with a rating) of the interactions.
+
+    After fit the Surprise objects are dropped; the state is FactorModel's arrays:
+    `user_factors` = pu, `item_factors` = qi, `user_bias` = bu, `item_bias` = bi,
+    `global_mean` = mu, rows aligned with sorted `user_ids` / `item_ids` (users and movies
+    with at least one rating). predict() reproduces surprise.SVD.estimate + clipping exactly.
+    Params: n_factors, n_epochs, lr_all, reg_all, random_state (Surprise's names) and
+    rating_min/rating_max (the rating scale, default 1..5).
+    """
+
+    family = "svd_surprise"
+    predicts_ratings = True
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**{**DEFAULTS, **params})
+
+    def fit(
+        self,
+        interactions: pd.DataFrame,
+        user_col: str = USER_COL,
+        item_col: str = ITEM_COL,
+        rating_col: str = RATING_COL,
+        strength_col: str = STRENGTH_COL,
+        time_col: str = TIME_COL,
+    ) -> SurpriseSVD:
+        from surprise import SVD, Dataset, Reader
+
+        rated = interactions[interactions[rating_col].notna()]
+        if rated.empty:
+            raise ValueError("svd_surprise needs explicit ratings; the training split has none")
+        p = self.params
+        self.rating_min, self.rating_max = float(p["rating_min"]), float(p["rating_max"])
+        frame = pd.DataFrame(
+            {
+                "u": rated[user_col].to_numpy(dtype=np.int64),
+                "i": rated[item_col].astype(str).to_numpy(),
+                "r": rated[rating_col].to_numpy(dtype=np.float64),
+            }
+        )
+        reader = Reader(rating_scale=(self.rating_min, self.rating_max))
+        trainset = Dataset.load_from_df(frame, reader).build_full_trainset()
+        algo = SVD(
+            n_factors=int(p["n_factors"]),
+            n_epochs=int(p["n_epochs"]),
+            lr_all=float(p["lr_all"]),
+            reg_all=float(p["reg_all"]),
+            random_state=p["random_state"],
+        )
+        algo.fit(trainset)
+
+        self.user_ids, self.item_ids = id_arrays(frame["u"], frame["i"])
+        raw_users = np.array([trainset.to_raw_uid(x) for x in range(trainset.n_users)], np.int64)
+        raw_items = np.array([trainset.to_raw_iid(x) for x in range(trainset.n_items)]).astype(str)
+        u_order = index_of(raw_users, self.user_ids)  # inner id of each sorted user
+        i_order = index_of(raw_items, self.item_ids)
+        self.user_factors = np.ascontiguousarray(algo.pu[u_order], dtype=np.float32)
+        self.item_factors = np.ascontiguousarray(algo.qi[i_order], dtype=np.float32)
+        self.user_bias = algo.bu[u_order].astype(np.float64)
+        self.item_bias = algo.bi[i_order].astype(np.float64)
+        self.global_mean = float(trainset.global_mean)
+        self.fallback_rating = self.global_mean
+        self.biased = 1.0
+        self.fit_seen(interactions, user_col, item_col)
+        return self

@@ -1,0 +1,527 @@
+"""The movielog line parser: one grammar, a scalar reference parser and a vectorised fast path.
+
+Every Kafka value becomes exactly one row of `watch`, `rate` or `reco_request`, or one row of
+`rejects` with a reason code from REASONS. `parse_batch` runs the fast path (one RE2 regex over
+an Arrow string array) on printable-ASCII lines and hands every line it does not accept to
+`parse_line`, the scalar reference, which either accepts it too or says why not. The fast path
+only accepts lines the scalar parser accepts, with the same values (tests/unit/test_parse*.py).
+
+The grammar, in one place (DESIGN.md "The movielog line grammar"):
+
+    <time>,<user>,GET /data/m/<movie>/<minute>.mpg
+    <time>,<user>,GET /rate/<movie>=<rating>
+    <time>,<user>,recommendation request <server>, status <code>, result: <movie>, …, <n> ms
+
+with the field regexes TIME_RE, USER_ID_RE, MOVIE_ID_RE, SERVER_RE below and the value ranges
+user 1..2**63-1, minute 0..2**31-1, rating 1..5, status 0 (timeout) or 100..599, n 0..2**31-1.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from jobs.columns import (
+    ITEM_COL,
+    MINUTE_COL,
+    OFFSET_COL,
+    PARTITION_COL,
+    RATING_COL,
+    TIME_COL,
+    USER_COL,
+)
+
+PARSER_VERSION = "1.0"
+
+# --- the grammar -------------------------------------------------------------------------
+# ISO-8601 local time to the second, optional milliseconds; years 1900..2099 (a replayed
+# MovieLens log starts in 1995), calendar validity (no 30 February) checked after the match.
+TIME_RE = (
+    r"(?:19|20)[0-9]{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{3})?"
+)
+# ASCII digits only; the value must be 1..MAX_USER_ID (leading zeros allowed, as in the simulator).
+USER_ID_RE = r"[0-9]{1,20}"
+# A title slug of lowercase ASCII words joined by '+', ending with the 4-digit release year,
+# e.g. `the+shawshank+redemption+1994`, `1917+2019`, `heat+2+1995` (the course's forms).
+MOVIE_ID_RE = r"[a-z0-9]+(?:\+[a-z0-9]+)*\+[0-9]{4}"
+# The serving host as logged, e.g. `127.0.0.1:8082` or `recs-3:8082`.
+SERVER_RE = r"[^,\s]+"
+
+MAX_USER_ID = 2**63 - 1
+MAX_INT32 = 2**31 - 1
+VALID_STATUS = "0 or 100..599"
+
+WATCH_PREFIX = "GET /data/m/"
+RATE_PREFIX = "GET /rate/"
+RECO_PREFIX = "recommendation request "
+
+# --- reject reasons (the `reason` column of `rejects`; docs/ingest.md explains each) ------
+REASONS = (
+    "empty",  # no bytes, or only spaces
+    "encoding",  # not valid UTF-8, or contains control characters
+    "too_few_fields",  # fewer than three comma-separated fields (truncated, wrong separator)
+    "bad_time",  # first field is not an ISO-8601 time of a real calendar day
+    "bad_user_id",  # second field is not ASCII digits in 1..2**63-1
+    "unknown_event",  # third field starts like no event kind
+    "bad_movie_id",  # movie id of a watch/rate line is not a slug ending in a year
+    "bad_minute",  # watch line: minute not an integer 0..2**31-1 followed by `.mpg`
+    "bad_rating",  # rate line: rating not an integer 1..5
+    "bad_reco",  # recommendation line does not follow its grammar (server, status, result, ms)
+    "extra_field",  # a valid line followed by `,<something>` (an upstream schema change)
+    "duplicate",  # exactly the same line content already seen in this snapshot
+)
+
+TABLES = ("watch", "rate", "reco_request")
+
+WATCH_SCHEMA = pa.schema(
+    [
+        (TIME_COL, pa.timestamp("ms")),
+        (USER_COL, pa.int64()),
+        (ITEM_COL, pa.string()),
+        (MINUTE_COL, pa.int32()),
+        (PARTITION_COL, pa.int32()),
+        (OFFSET_COL, pa.int64()),
+    ]
+)
+RATE_SCHEMA = pa.schema(
+    [
+        (TIME_COL, pa.timestamp("ms")),
+        (USER_COL, pa.int64()),
+        (ITEM_COL, pa.string()),
+        (RATING_COL, pa.int8()),
+        (PARTITION_COL, pa.int32()),
+        (OFFSET_COL, pa.int64()),
+    ]
+)
+RECO_SCHEMA = pa.schema(
+    [
+        (TIME_COL, pa.timestamp("ms")),
+        (USER_COL, pa.int64()),
+        ("server", pa.string()),
+        ("status", pa.int16()),
+        ("result", pa.list_(pa.string())),
+        ("response_time_ms", pa.int32()),
+        (PARTITION_COL, pa.int32()),
+        (OFFSET_COL, pa.int64()),
+    ]
+)
+REJECT_SCHEMA = pa.schema(
+    [
+        (PARTITION_COL, pa.int32()),
+        (OFFSET_COL, pa.int64()),
+        ("raw", pa.binary()),
+        ("reason", pa.string()),
+        ("detail", pa.string()),
+    ]
+)
+SCHEMAS = {
+    "watch": WATCH_SCHEMA,
+    "rate": RATE_SCHEMA,
+    "reco_request": RECO_SCHEMA,
+    "rejects": REJECT_SCHEMA,
+}
+
+_TIME = re.compile(TIME_RE)
+_USER = re.compile(USER_ID_RE)
+_MOVIE = re.compile(MOVIE_ID_RE)
+_MINUTE_TAIL = re.compile(r"([0-9]{1,10})\.mpg")
+_RATING = re.compile(r"[0-9]{1,3}")
+_RECO = re.compile(
+    rf"(?P<server>{SERVER_RE}), status (?P<status>[0-9]{{1,3}}), result: (?P<result>.*), "
+    r"(?P<ms>[0-9]{1,10}) ms"
+)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+class Reject(NamedTuple):
+    """Why a line is not a row: a code from REASONS and a short human-readable detail."""
+
+    reason: str
+    detail: str
+
+
+class Row(NamedTuple):
+    """A parsed line: its table and its typed fields (column name -> value)."""
+
+    table: str
+    fields: dict
+
+
+def _shorten(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def parse_time(text: str) -> datetime | None:
+    """The naive datetime of a TIME_RE string, or None if it is not a real calendar time."""
+    if _TIME.fullmatch(text) is None:
+        return None
+    try:
+        moment = datetime.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        return None
+    if len(text) == 23:
+        moment += timedelta(milliseconds=int(text[20:]))
+    return moment
+
+
+def parse_user_id(text: str) -> int | None:
+    """The user id of a USER_ID_RE string in 1..MAX_USER_ID, else None."""
+    if _USER.fullmatch(text) is None:
+        return None
+    value = int(text)
+    return value if 0 < value <= MAX_USER_ID else None
+
+
+def _parse_strict(text: str) -> Row | Reject:
+    """Parse a decoded, control-free line under the grammar (no extra-field retry)."""
+    parts = text.split(",", 2)
+    if len(parts) < 3:
+        return Reject("too_few_fields", f"{len(parts)} comma-separated field(s), need 3")
+    time_s, user_s, event = parts
+    moment = parse_time(time_s)
+    if moment is None:
+        return Reject("bad_time", f"time {_shorten(time_s)!r} is not ISO-8601 YYYY-MM-DDTHH:MM:SS")
+    user = parse_user_id(user_s)
+    if user is None:
+        return Reject("bad_user_id", f"user id {_shorten(user_s)!r} is not an integer 1..2^63-1")
+    base = {TIME_COL: moment, USER_COL: user}
+    if event.startswith(WATCH_PREFIX):
+        body = event[len(WATCH_PREFIX) :]
+        movie, sep, tail = body.rpartition("/")
+        if not sep:
+            movie, tail = body, ""
+        if _MOVIE.fullmatch(movie) is None:
+            return Reject("bad_movie_id", f"movie id {_shorten(movie)!r} is not a slug+year")
+        minute = _MINUTE_TAIL.fullmatch(tail)
+        if minute is None or int(minute[1]) > MAX_INT32:
+            return Reject("bad_minute", f"{_shorten(tail)!r} is not <minute>.mpg")
+        return Row("watch", {**base, ITEM_COL: movie, MINUTE_COL: int(minute[1])})
+    if event.startswith(RATE_PREFIX):
+        body = event[len(RATE_PREFIX) :]
+        movie, sep, rating = body.rpartition("=")
+        if not sep:
+            movie, rating = body, ""
+        if _MOVIE.fullmatch(movie) is None:
+            return Reject("bad_movie_id", f"movie id {_shorten(movie)!r} is not a slug+year")
+        if _RATING.fullmatch(rating) is None or not 1 <= int(rating) <= 5:
+            return Reject("bad_rating", f"rating {_shorten(rating)!r} is not an integer 1..5")
+        return Row("rate", {**base, ITEM_COL: movie, RATING_COL: int(rating)})
+    if event.startswith(RECO_PREFIX):
+        match = _RECO.fullmatch(event[len(RECO_PREFIX) :])
+        if match is None:
+            return Reject("bad_reco", "not '<server>, status <code>, result: <ids>, <n> ms'")
+        status = int(match["status"])
+        if not (status == 0 or 100 <= status <= 599):
+            return Reject("bad_reco", f"status {status} is not {VALID_STATUS}")
+        millis = int(match["ms"])
+        if millis > MAX_INT32:
+            return Reject("bad_reco", f"response time {millis} ms is out of range")
+        result = match["result"].split(", ") if match["result"] else []
+        for item in result:
+            if _MOVIE.fullmatch(item) is None:
+                return Reject("bad_reco", f"result id {_shorten(item)!r} is not a slug+year")
+        fields = {
+            **base,
+            "server": match["server"],
+            "status": status,
+            "result": result,
+            "response_time_ms": millis,
+        }
+        return Row("reco_request", fields)
+    return Reject("unknown_event", f"event {_shorten(event)!r} matches no event kind")
+
+
+def parse_line(raw: bytes | None) -> Row | Reject:
+    """The reference parser: one Kafka value -> a Row or a Reject with its reason."""
+    if raw is None or raw.strip(b" ") == b"":
+        return Reject("empty", "no content")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Reject("encoding", f"not UTF-8: {exc.reason} at byte {exc.start}")
+    control = _CONTROL.search(text)
+    if control is not None:
+        return Reject("encoding", f"control character U+{ord(control[0]):04X} at {control.start()}")
+    result = _parse_strict(text)
+    if isinstance(result, Reject) and "," in text:
+        head, _, extra = text.rpartition(",")
+        if isinstance(_parse_strict(head), Row):
+            return Reject("extra_field", f"trailing field {_shorten(extra)!r} after a valid line")
+    return result
+
+
+# --- the vectorised fast path ------------------------------------------------------------
+# Stricter than the grammar where that keeps casts safe (user id without leading zeros and at
+# most 19 digits, minute/ms at most 9 digits); anything it does not take goes to parse_line.
+_FAST_USER = r"[1-9][0-9]{0,18}"
+_FAST_HEAD = rf"^(?P<t>{TIME_RE}),(?P<u>{_FAST_USER}),"
+# Watch lines are ~90% of the stream: a regex of their own first, the rest on what is left.
+_FAST_WATCH_RE = rf"{_FAST_HEAD}GET /data/m/(?P<wm>{MOVIE_ID_RE})/(?P<wmin>[0-9]{{1,9}})\.mpg$"
+_FAST_OTHER_RE = (
+    rf"{_FAST_HEAD}(?:"
+    rf"GET /rate/(?P<rm>{MOVIE_ID_RE})=(?P<rr>[1-5])"
+    rf"|recommendation request (?P<srv>[^, ]+), status (?P<st>[0-9]{{1,3}}), "
+    rf"result: (?P<res>(?:{MOVIE_ID_RE}(?:, {MOVIE_ID_RE})*)?), (?P<ms>[0-9]{{1,9}}) ms"
+    r")$"
+)
+
+
+def _fast_candidates(binary: pa.BinaryArray) -> np.ndarray:
+    """Mask of lines made only of printable ASCII (0x20..0x7e) and not empty."""
+    n = len(binary)
+    offsets = np.frombuffer(binary.buffers()[1], dtype=np.int32, count=n + 1, offset=0)
+    offsets = offsets[binary.offset : binary.offset + n + 1]
+    data = np.frombuffer(binary.buffers()[2], dtype=np.uint8) if n else np.zeros(0, np.uint8)
+    data = data[offsets[0] : offsets[-1]]
+    # Lines holding a byte outside printable ASCII: map the (rare) bad bytes to their lines.
+    bad_at = np.flatnonzero((data < 0x20) | (data > 0x7E))
+    rel = offsets - offsets[0]
+    clean = np.ones(n, dtype=bool)
+    clean[np.searchsorted(rel, bad_at, side="right") - 1] = False
+    lengths = np.diff(offsets)
+    return clean & (lengths > 0)
+
+
+def _timestamps(text: pa.Array) -> pa.Array:
+    """timestamp[ms] of TIME_RE strings (null where the calendar day does not exist)."""
+    seconds = pc.strptime(
+        pc.utf8_slice_codeunits(text, 0, 19),
+        format="%Y-%m-%dT%H:%M:%S",
+        unit="ms",
+        error_is_null=True,
+    )
+    # strptime rolls 30 February over into March: keep only times whose day survives.
+    real_day = pc.equal(pc.day(seconds), pc.cast(pc.utf8_slice_codeunits(text, 8, 10), pa.int64()))
+    seconds = pc.if_else(real_day, seconds, pa.scalar(None, seconds.type))
+    has_ms = pc.equal(pc.utf8_length(text), 23)
+    frac = pc.if_else(has_ms, pc.utf8_slice_codeunits(text, 20, 23), "0")
+    millis = pc.cast(pc.cast(frac, pa.int64()), pa.duration("ms"))
+    return pc.add(seconds, millis)
+
+
+@dataclass
+class _Fast:
+    """Fast-path result: per table, the accepted line indices and their column arrays."""
+
+    index: dict[str, np.ndarray]
+    columns: dict[str, dict[str, pa.Array]]
+    accepted: np.ndarray  # bool per line
+
+
+def _fast_parse(binary: pa.BinaryArray) -> _Fast:
+    n = len(binary)
+    fast = _Fast({t: np.zeros(0, np.int64) for t in TABLES}, {}, np.zeros(n, dtype=bool))
+    cand = np.flatnonzero(_fast_candidates(binary))
+    if len(cand) == 0:
+        return fast
+    text = binary.take(pa.array(cand)).view(pa.string())
+    parts = pc.extract_regex(text, _FAST_WATCH_RE)
+    watch = np.asarray(parts.is_valid().to_numpy(zero_copy_only=False))
+    _take_matches(fast, parts, cand, watch, ("watch",))
+    rest = ~watch
+    if rest.any():
+        others = pc.extract_regex(text.filter(pa.array(rest)), _FAST_OTHER_RE)
+        matched = np.asarray(others.is_valid().to_numpy(zero_copy_only=False))
+        _take_matches(fast, others, cand[rest], matched, ("rate", "reco_request"))
+    return fast
+
+
+def _take_matches(
+    fast: _Fast, parts: pa.StructArray, cand: np.ndarray, matched: np.ndarray, tables: tuple
+) -> None:
+    """Add the regex-matched lines whose values are in range to `fast`, per table."""
+    parts = parts.filter(pa.array(matched))
+    cand = cand[matched]
+    times = _timestamps(parts.field("t"))
+    users = pc.cast(parts.field("u"), pa.uint64())
+    ok = pc.and_(times.is_valid(), pc.less_equal(users, pa.scalar(MAX_USER_ID, pa.uint64())))
+    for table in tables:
+        if table == "watch":
+            mask = ok
+        elif table == "rate":
+            mask = pc.and_(ok, pc.not_equal(parts.field("rm"), ""))
+        else:
+            is_reco = pc.not_equal(parts.field("srv"), "")
+            status = pc.cast(pc.if_else(is_reco, parts.field("st"), "0"), pa.int16())
+            valid = pc.or_(
+                pc.equal(status, 0),
+                pc.and_(pc.greater_equal(status, 100), pc.less_equal(status, 599)),
+            )
+            mask = pc.and_(ok, pc.and_(is_reco, valid))
+        sel = np.asarray(mask.to_numpy(zero_copy_only=False))
+        idx = cand[sel]
+        fast.index[table] = idx
+        fast.accepted[idx] = True
+        pick = pa.array(sel)
+        cols = {
+            TIME_COL: times.filter(pick),
+            USER_COL: pc.cast(users.filter(pick), pa.int64()),
+        }
+        if table == "watch":
+            cols[ITEM_COL] = parts.field("wm").filter(pick)
+            cols[MINUTE_COL] = pc.cast(parts.field("wmin").filter(pick), pa.int32())
+        elif table == "rate":
+            cols[ITEM_COL] = parts.field("rm").filter(pick)
+            cols[RATING_COL] = pc.cast(parts.field("rr").filter(pick), pa.int8())
+        else:
+            res = parts.field("res").filter(pick)
+            split = pc.split_pattern(res, ", ")
+            empty = pa.array([[]] * len(res), pa.list_(pa.string()))
+            cols["server"] = parts.field("srv").filter(pick)
+            cols["status"] = status.filter(pick)
+            cols["result"] = pc.if_else(pc.equal(res, ""), empty, split)
+            cols["response_time_ms"] = pc.cast(parts.field("ms").filter(pick), pa.int32())
+        fast.columns[table] = cols
+
+
+# --- duplicates ----------------------------------------------------------------------------
+class SeenLines:
+    """Hashes of every row line seen so far in one snapshot (8 bytes per line, sorted runs).
+
+    Uses Python's bytes hash (64-bit SipHash): stable within the process, which is all a
+    snapshot needs; a rerun recomputes it from the same lines. Sorted runs are merged
+    log-structured style, so adding n lines costs O(n log n) in total.
+    """
+
+    def __init__(self) -> None:
+        self.runs: list[np.ndarray] = []
+
+    def __len__(self) -> int:
+        return sum(len(r) for r in self.runs)
+
+    def check_and_add(self, hashes: np.ndarray) -> np.ndarray:
+        """Mask of hashes already seen (earlier in this batch or before); adds the new ones."""
+        dup = np.ones(len(hashes), dtype=bool)
+        if len(hashes) == 0:
+            return dup
+        uniq, first = np.unique(hashes, return_index=True)
+        fresh = np.ones(len(uniq), dtype=bool)
+        for run in self.runs:
+            pos = np.searchsorted(run, uniq)
+            pos[pos == len(run)] = 0
+            fresh &= run[pos] != uniq
+        dup[first[fresh]] = False
+        self.runs.append(uniq[fresh])
+        while len(self.runs) > 1 and len(self.runs[-2]) <= 2 * len(self.runs[-1]):
+            last = self.runs.pop()
+            self.runs[-1] = np.sort(np.concatenate([self.runs[-1], last]), kind="stable")
+        return dup
+
+
+# --- one batch -----------------------------------------------------------------------------
+def _python_columns(table: str, rows: list[dict]) -> dict[str, pa.Array]:
+    schema = SCHEMAS[table]
+    return {
+        name: pa.array([r[name] for r in rows], type=schema.field(name).type)
+        for name in schema.names
+        if name not in (PARTITION_COL, OFFSET_COL)
+    }
+
+
+def parse_batch(
+    values: Sequence[bytes | None],
+    partitions: np.ndarray,
+    offsets: np.ndarray,
+    seen: SeenLines | None = None,
+) -> dict[str, pa.Table]:
+    """Parse one batch of Kafka values into the four tables (every line lands in exactly one).
+
+    `partitions`/`offsets` give each value's Kafka position; `seen` carries the duplicate
+    check across the batches of one snapshot (None: duplicates are not checked).
+    """
+    n = len(values)
+    partitions = np.asarray(partitions, dtype=np.int32)
+    offsets = np.asarray(offsets, dtype=np.int64)
+    raw_values = [b"" if v is None else v for v in values]
+    binary = pa.array(raw_values, pa.binary())
+    fast = _fast_parse(binary)
+
+    slow_rows: dict[str, list[dict]] = {t: [] for t in TABLES}
+    slow_index: dict[str, list[int]] = {t: [] for t in TABLES}
+    rej_index: list[int] = []
+    rej_reason: list[str] = []
+    rej_detail: list[str] = []
+    for i in np.flatnonzero(~fast.accepted).tolist():
+        result = parse_line(values[i])
+        if isinstance(result, Row):
+            slow_rows[result.table].append(result.fields)
+            slow_index[result.table].append(i)
+        else:
+            rej_index.append(i)
+            rej_reason.append(result.reason)
+            rej_detail.append(result.detail)
+
+    tables: dict[str, tuple[np.ndarray, dict[str, pa.Array]]] = {}
+    for table in TABLES:
+        idx = fast.index.get(table, np.zeros(0, np.int64))
+        cols = fast.columns.get(table)
+        if slow_index[table]:
+            extra = _python_columns(table, slow_rows[table])
+            if cols is None:
+                cols = extra
+            else:
+                cols = {k: pa.concat_arrays([cols[k], extra[k]]) for k in extra}
+            idx = np.concatenate([idx, np.asarray(slow_index[table], dtype=np.int64)])
+        if cols is None:
+            cols = {
+                f.name: pa.array([], f.type)
+                for f in SCHEMAS[table]
+                if f.name not in (PARTITION_COL, OFFSET_COL)
+            }
+        order = np.argsort(idx, kind="stable")
+        if not np.array_equal(order, np.arange(len(idx))):
+            take = pa.array(order)
+            cols = {k: v.take(take) for k, v in cols.items()}
+            idx = idx[order]
+        tables[table] = (idx, cols)
+
+    if seen is not None:
+        all_rows = np.sort(np.concatenate([tables[t][0] for t in TABLES]))
+        hashes = np.fromiter(
+            (hash(raw_values[i]) for i in all_rows.tolist()), np.int64, len(all_rows)
+        )
+        dup = all_rows[seen.check_and_add(hashes)]
+        if len(dup):
+            for table in TABLES:
+                idx, cols = tables[table]
+                keep = ~np.isin(idx, dup)
+                if not keep.all():
+                    mask = pa.array(keep)
+                    tables[table] = (idx[keep], {k: v.filter(mask) for k, v in cols.items()})
+            rej_index.extend(dup.tolist())
+            rej_reason.extend(["duplicate"] * len(dup))
+            rej_detail.extend(["same line already seen in this snapshot"] * len(dup))
+
+    out: dict[str, pa.Table] = {}
+    for table in TABLES:
+        idx, cols = tables[table]
+        cols = {
+            **cols,
+            PARTITION_COL: pa.array(partitions[idx], pa.int32()),
+            OFFSET_COL: pa.array(offsets[idx], pa.int64()),
+        }
+        out[table] = pa.table(cols, schema=SCHEMAS[table])
+    order = np.argsort(np.asarray(rej_index, dtype=np.int64), kind="stable")
+    ridx = np.asarray(rej_index, dtype=np.int64)[order]
+    out["rejects"] = pa.table(
+        {
+            PARTITION_COL: pa.array(partitions[ridx], pa.int32()),
+            OFFSET_COL: pa.array(offsets[ridx], pa.int64()),
+            "raw": binary.take(pa.array(ridx, pa.int64())),
+            "reason": pa.array([rej_reason[j] for j in order.tolist()], pa.string()),
+            "detail": pa.array([rej_detail[j] for j in order.tolist()], pa.string()),
+        },
+        schema=REJECT_SCHEMA,
+    )
+    written = sum(len(t) for t in out.values())
+    if written != n:
+        raise AssertionError(f"parse_batch lost lines: read {n}, wrote {written} rows + rejects")
+    return out

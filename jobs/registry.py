@@ -1,0 +1,219 @@
+"""Model registry in Postgres (sql/schema/030_registry.sql): register, get, list, set_status.
+
+A model version is `<family>-<YYYYmmddHHMMSS of the newest training event>-<hash8>`, hash8 =
+the first 8 hex digits of sha256 over (artifact sha256, hyperparameters, dataset id): the same
+model trained on the same data gets the same name (registering again updates its metrics),
+and the name never comes from the wall clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from jobs import settings
+
+STATUSES = ("candidate", "production", "rejected", "retired")
+LIBRARIES = ("numpy", "pandas", "scipy", "pyarrow", "pyspark", "scikit-surprise", "scikit-learn")
+COLUMNS = (
+    "model_version",
+    "family",
+    "hyperparameters",
+    "metrics",
+    "dataset_manifest",
+    "dataset_path",
+    "data_newest_event",
+    "git_commit",
+    "library_versions",
+    "artifact_path",
+    "artifact_sha256",
+    "training_seconds",
+    "status",
+    "status_reason",
+    "created_at",
+    "updated_at",
+)
+JSON_COLUMNS = ("hyperparameters", "metrics", "dataset_manifest", "library_versions")
+
+
+def connect(database_url: str | None = None):
+    """A psycopg2 connection to DATABASE_URL (or `database_url`)."""
+    import psycopg2
+
+    return psycopg2.connect(database_url or settings.load().database_url)
+
+
+def artifact_sha256(path: str | Path) -> str:
+    """sha256 over an artifact directory: each file's relative path and bytes, in sorted order."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        digest.update(str(file.relative_to(path) if file != path else file.name).encode())
+        digest.update(b"\0")
+        with file.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def make_version(
+    family: str, newest_event: datetime, sha256: str, params: dict[str, Any], dataset_id: str
+) -> str:
+    """`<family>-<YYYYmmddHHMMSS newest data>-<hash8>` (deterministic, see module docstring)."""
+    key = json.dumps(
+        {"sha256": sha256, "params": params, "dataset": dataset_id}, sort_keys=True, default=str
+    )
+    return f"{family}-{newest_event:%Y%m%d%H%M%S}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+def git_commit() -> str:
+    """The pipeline's git commit (HEAD, '+dirty' with uncommitted changes), or 'unknown'."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=settings.REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=settings.REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries a model depends on, plus Python."""
+    versions = {"python": sys.version.split()[0]}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def register(
+    model_version: str,
+    family: str,
+    hyperparameters: dict[str, Any],
+    metrics: dict[str, Any],
+    dataset_manifest: dict[str, Any],
+    dataset_path: str | Path,
+    artifact_path: str | Path,
+    artifact_sha256: str,
+    training_seconds: float,
+    data_newest_event: datetime | None = None,
+    database_url: str | None = None,
+) -> str:
+    """Insert a candidate (or refresh metrics of the same version); return model_version."""
+    from psycopg2.extras import Json
+
+    row = {
+        "model_version": model_version,
+        "family": family,
+        "hyperparameters": Json(hyperparameters),
+        "metrics": Json(metrics),
+        "dataset_manifest": Json(dataset_manifest),
+        "dataset_path": str(dataset_path),
+        "data_newest_event": data_newest_event,
+        "git_commit": git_commit(),
+        "library_versions": Json(library_versions()),
+        "artifact_path": str(artifact_path),
+        "artifact_sha256": artifact_sha256,
+        "training_seconds": float(training_seconds),
+    }
+    names = ", ".join(row)
+    values = ", ".join(f"%({k})s" for k in row)
+    with connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO model_registry ({names}) VALUES ({values}) "
+            "ON CONFLICT (model_version) DO UPDATE SET metrics = EXCLUDED.metrics, "
+            "training_seconds = EXCLUDED.training_seconds, git_commit = EXCLUDED.git_commit, "
+            "library_versions = EXCLUDED.library_versions, updated_at = now()",
+            row,
+        )
+    conn.close()
+    return model_version
+
+
+def set_status(
+    model_version: str, status: str, reason: str | None = None, database_url: str | None = None
+) -> dict[str, Any]:
+    """Set a version's status (with a reason); promoting retires the old production atomically."""
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
+    with connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute("LOCK TABLE model_registry IN SHARE ROW EXCLUSIVE MODE")
+        cur.execute("SELECT 1 FROM model_registry WHERE model_version = %s", (model_version,))
+        if cur.fetchone() is None:
+            raise KeyError(f"no model version {model_version!r} in the registry")
+        if status == "production":
+            cur.execute(
+                "UPDATE model_registry SET status = 'retired', updated_at = now(), "
+                "status_reason = %s WHERE status = 'production' AND model_version <> %s",
+                (f"replaced by {model_version}", model_version),
+            )
+        cur.execute(
+            "UPDATE model_registry SET status = %s, status_reason = %s, updated_at = now() "
+            "WHERE model_version = %s",
+            (status, reason, model_version),
+        )
+    conn.close()
+    return get(model_version, database_url)
+
+
+def _rows(query: str, args: tuple, database_url: str | None) -> list[dict[str, Any]]:
+    with connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT {', '.join(COLUMNS)} FROM model_registry {query}", args)
+        rows = [dict(zip(COLUMNS, r, strict=True)) for r in cur.fetchall()]
+    conn.close()
+    return rows
+
+
+def get(model_version: str, database_url: str | None = None) -> dict[str, Any]:
+    """One registry row as a dict (KeyError when absent)."""
+    rows = _rows("WHERE model_version = %s", (model_version,), database_url)
+    if not rows:
+        raise KeyError(f"no model version {model_version!r} in the registry")
+    return rows[0]
+
+
+def production(database_url: str | None = None) -> dict[str, Any] | None:
+    """The production model's row, or None when nothing has been promoted yet."""
+    rows = _rows("WHERE status = 'production'", (), database_url)
+    return rows[0] if rows else None
+
+
+def list_versions(
+    status: str | None = None, family: str | None = None, database_url: str | None = None
+) -> list[dict[str, Any]]:
+    """Registry rows, newest first, optionally filtered by status and/or family."""
+    where, args = [], []
+    if status:
+        where.append("status = %s")
+        args.append(status)
+    if family:
+        where.append("family = %s")
+        args.append(family)
+    clause = ("WHERE " + " AND ".join(where)) if where else ""
+    return _rows(f"{clause} ORDER BY created_at DESC, model_version", tuple(args), database_url)
+
+
+# `list` is the name the issue uses; list_versions avoids shadowing the builtin inside here.
+list = list_versions  # noqa: A001

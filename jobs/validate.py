@@ -1,0 +1,412 @@
+"""Validate a snapshot with Great Expectations (1.x) and record it `accepted` or `quarantined`.
+
+Suites are files in expectations/ (one per table, plus `snapshot` for reconciliation, reject
+rate and drift); thresholds live in expectations/thresholds.yml and reach the suites as
+$PARAMETERs. Row-level suites see a bounded, evenly spread sample of each table (pandas);
+the `snapshot` suite sees one row of aggregates computed over the whole snapshot with pyarrow.
+Every checkpoint run updates the Data Docs site (settings.data_docs_dir).
+
+    python -m jobs.validate s000042 [--mark]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from jobs import lake, parse, settings
+from jobs.columns import ITEM_COL, RATING_COL, USER_COL
+
+log = logging.getLogger(__name__)
+
+EXPECTATIONS_DIR = settings.REPO_ROOT / "expectations"
+SUITES = ("watch", "rate", "reco_request", "rejects", "snapshot")
+DATASOURCE = "lake"
+
+
+class SnapshotQuarantined(RuntimeError):
+    """Raised when a snapshot fails validation; the message says which expectations failed."""
+
+
+@dataclass
+class Outcome:
+    """The result of validating one snapshot (also written as JSON beside the GX stores)."""
+
+    snapshot_id: str
+    success: bool
+    failures: list[str]
+    aggregates: dict[str, Any]
+    data_docs: str
+
+    @property
+    def status(self) -> str:
+        return "accepted" if self.success else "quarantined"
+
+    @property
+    def reasons(self) -> str:
+        return "; ".join(self.failures)
+
+
+def thresholds() -> dict[str, Any]:
+    """expectations/thresholds.yml as a dict."""
+    import yaml
+
+    return yaml.safe_load((EXPECTATIONS_DIR / "thresholds.yml").read_text())
+
+
+def load_suite_file(name: str) -> dict[str, Any]:
+    """One suite as kept in the repo: {"name", "meta", "expectations": [{"type", "kwargs"}]}."""
+    return json.loads((EXPECTATIONS_DIR / f"{name}.json").read_text())
+
+
+def gx_root(var_dir: Path | None = None) -> Path:
+    """Root of the run-time GX project (its `gx/` folder holds stores and Data Docs)."""
+    return Path(var_dir) if var_dir is not None else settings.load().var_dir
+
+
+def gx_context(var_dir: Path | None = None):
+    """The file context under <var_dir>/gx, configured from expectations/great_expectations.yml."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+
+    project = gx_root(var_dir)
+    config = project / "gx" / "great_expectations.yml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(EXPECTATIONS_DIR / "great_expectations.yml", config)
+    return gx.get_context(mode="file", project_root_dir=str(project))
+
+
+# --- data the suites see ----------------------------------------------------------------------
+def sample_table(snapshot_dir: Path, table: str, rows: int) -> pa.Table:
+    """Up to about `rows` rows of a table: whole row groups spread evenly over its files."""
+    groups = []
+    for path in lake.table_files(snapshot_dir, table):
+        meta = pq.ParquetFile(path).metadata
+        groups += [(path, g, meta.row_group(g).num_rows) for g in range(meta.num_row_groups)]
+    total = sum(n for _, _, n in groups)
+    if total == 0:
+        return parse.SCHEMAS[table].empty_table()
+    keep = groups
+    if total > rows:
+        step = total / rows
+        keep, taken, next_at, seen = [], 0, 0.0, 0
+        for group in groups:  # take a group whenever the running row count passes a stride
+            if seen >= next_at and taken < rows:
+                keep.append(group)
+                taken += group[2]
+                next_at = seen + group[2] * step
+            seen += group[2]
+    parts = [pq.ParquetFile(p).read_row_group(g) for p, g, _ in keep]
+    return pa.concat_tables(parts).cast(parse.SCHEMAS[table])
+
+
+def read_columns(snapshot_dir: Path, table: str, columns: list[str]) -> pa.Table:
+    """Whole columns of one table of a snapshot (empty table when it has no files)."""
+    files = lake.table_files(snapshot_dir, table)
+    schema = pa.schema([parse.SCHEMAS[table].field(c) for c in columns])
+    if not files:
+        return schema.empty_table()
+    return pa.concat_tables(pq.read_table(f, columns=columns) for f in files).cast(schema)
+
+
+def _hours(manifest: dict) -> float:
+    lo, hi = manifest.get("min_event_time"), manifest.get("max_event_time")
+    if not lo or not hi:
+        return 0.0
+    span = np.datetime64(hi) - np.datetime64(lo)
+    return max(1.0, span / np.timedelta64(1, "h"))
+
+
+def _events(manifest: dict) -> int:
+    counts = manifest["row_counts"]
+    return sum(counts.get(t, 0) for t in parse.TABLES)
+
+
+def rating_kl(current: np.ndarray, reference: np.ndarray) -> float:
+    """KL divergence D(current || reference) of 1..5 star histograms, add-one smoothed."""
+    p = np.bincount(current, minlength=6)[1:6].astype(float) + 1.0
+    q = np.bincount(reference, minlength=6)[1:6].astype(float) + 1.0
+    p, q = p / p.sum(), q / q.sum()
+    return float(np.sum(p * np.log(p / q)))
+
+
+def aggregates(
+    snapshot_dir: Path, manifest: dict, references: list[tuple[Path, dict]], limits: dict
+) -> dict[str, Any]:
+    """One row of whole-snapshot facts for the `snapshot` suite (drift None without reference)."""
+    counts = manifest["row_counts"]
+    rows = sum(counts.values())
+    files_ok = all(
+        lake.sha256_file(snapshot_dir / f["path"]) == f["sha256"] for f in manifest["files"]
+    )
+    contiguous = True
+    if references:
+        prev_end = {p: e for _, m in references for p, (_, e) in m["offsets"].items()}
+        for part, (start, _end) in manifest["offsets"].items():
+            skipped = manifest.get("skipped_offsets", {}).get(part, 0)
+            if part in prev_end and prev_end[part] + skipped != start:
+                contiguous = False
+    out: dict[str, Any] = {
+        "snapshot_id": manifest["snapshot_id"],
+        "lines_read": manifest["lines_read"],
+        "rows_and_rejects": rows,
+        "reconciled": rows == manifest["lines_read"],
+        "offsets_contiguous": contiguous,
+        "files_verified": files_ok,
+        "reject_rate": counts.get("rejects", 0) / max(1, manifest["lines_read"]),
+        "volume_ratio": None,
+        "rating_kl": None,
+        "new_user_share": None,
+        "new_movie_share": None,
+        "reference": [m["snapshot_id"] for _, m in references],
+    }
+    events = _events(manifest)
+    ref_events = sum(_events(m) for _, m in references)
+    min_rows = limits["min_rows_for_drift"]
+    if not references or events < min_rows or ref_events < min_rows:
+        return out
+    ref_hours = sum(_hours(m) for _, m in references)
+    out["volume_ratio"] = (events / _hours(manifest)) / (ref_events / ref_hours)
+
+    ratings = read_columns(snapshot_dir, "rate", [RATING_COL])[RATING_COL].to_numpy()
+    ref_ratings = np.concatenate(
+        [read_columns(p, "rate", [RATING_COL])[RATING_COL].to_numpy() for p, _ in references]
+    )
+    if len(ratings) >= min_rows and len(ref_ratings) >= min_rows:
+        out["rating_kl"] = rating_kl(ratings.astype(np.int64), ref_ratings.astype(np.int64))
+
+    def ids(path: Path, column: str) -> pa.Array:
+        tables = ("watch", "rate") if column == ITEM_COL else parse.TABLES
+        return pa.concat_arrays(
+            [read_columns(path, t, [column])[column].combine_chunks() for t in tables]
+        )
+
+    for column, key in ((USER_COL, "new_user_share"), (ITEM_COL, "new_movie_share")):
+        current = ids(snapshot_dir, column)
+        if len(current) == 0:
+            continue
+        known = pc.unique(pa.concat_arrays([ids(p, column) for p, _ in references]))
+        out[key] = 1.0 - pc.sum(pc.is_in(current, value_set=known)).as_py() / len(current)
+    return out
+
+
+def table_frames(snapshot_dir: Path, sample_rows: int) -> dict[str, Any]:
+    """pandas frames the row-level suites validate (a bounded sample per table)."""
+    frames = {}
+    for table in parse.SCHEMAS:
+        data = sample_table(snapshot_dir, table, sample_rows)
+        frame = data.to_pandas()
+        if table == "reco_request":
+            frame["result_length"] = pc.list_value_length(data["result"]).to_numpy(
+                zero_copy_only=False
+            )
+        frames[table] = frame
+    return frames
+
+
+def reference_snapshots(
+    manifest: dict, root: Path, count: int, database_url: str | None
+) -> list[tuple[Path, dict]]:
+    """The last `count` accepted snapshots of the same topic before this one, oldest first."""
+    seq = lake.snapshot_seq(manifest["snapshot_id"])
+    accepted = [
+        ref
+        for ref in lake.accepted_snapshots(topic=manifest["topic"], database_url=database_url)
+        if lake.snapshot_seq(ref.snapshot_id) < seq
+    ]
+    chosen = accepted[-count:] if count > 0 else []
+    return [(ref.path, lake.read_manifest(ref.path)) for ref in chosen]
+
+
+# --- Great Expectations -------------------------------------------------------------------------
+def _describe_failure(suite: str, result) -> str:
+    config = result.expectation_config
+    kwargs = {k: v for k, v in config.kwargs.items() if k not in ("batch_id", "result_format")}
+    column = kwargs.pop("column", None)
+    what = f"{suite}.{column}" if column else suite
+    observed = result.result.get("observed_value")
+    if observed is None and "partial_unexpected_list" in result.result:
+        observed = f"unexpected e.g. {result.result['partial_unexpected_list'][:3]}"
+        if "unexpected_count" in result.result:
+            observed = f"{result.result['unexpected_count']} {observed}"
+    if result.exception_info and result.exception_info.get("raised_exception"):
+        observed = f"error: {result.exception_info.get('exception_message')}"
+    return f"{what}: {config.type} {kwargs} failed (observed {observed})"
+
+
+def run_checkpoints(
+    snapshot_id: str, frames: dict[str, Any], limits: dict, var_dir: Path | None = None
+) -> tuple[bool, list[str]]:
+    """Run every suite on its frame through a Checkpoint that updates Data Docs."""
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    context = gx_context(var_dir)
+    try:
+        source = context.data_sources.get(DATASOURCE)
+    except (KeyError, ValueError):
+        source = context.data_sources.add_pandas(DATASOURCE)
+    params = {k: v for k, v in limits.items() if not isinstance(v, (list, dict))}
+    failures: list[str] = []
+    success = True
+    run_id = RunIdentifier(run_name=snapshot_id)
+    for name in SUITES:
+        spec = load_suite_file(name)
+        try:
+            asset = source.get_asset(name)
+        except LookupError:
+            asset = source.add_dataframe_asset(name)
+        try:
+            batch = asset.get_batch_definition("whole")
+        except (KeyError, ValueError):
+            batch = asset.add_batch_definition_whole_dataframe("whole")
+        # The repo file is the truth: replace whatever the store holds under this name.
+        for store, key in (
+            (context.checkpoints, f"{name}_checkpoint"),
+            (context.validation_definitions, f"{name}_validation"),
+            (context.suites, name),
+        ):
+            with contextlib.suppress(Exception):  # absent on a fresh context
+                store.delete(key)
+        suite = context.suites.add(
+            gx.ExpectationSuite(name=name, expectations=spec["expectations"], meta=spec["meta"])
+        )
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=f"{name}_validation", data=batch, suite=suite)
+        )
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(
+                name=f"{name}_checkpoint",
+                validation_definitions=[definition],
+                actions=[UpdateDataDocsAction(name="update_data_docs")],
+                result_format={"result_format": "SUMMARY"},
+            )
+        )
+        result = checkpoint.run(
+            batch_parameters={"dataframe": frames[name]},
+            expectation_parameters=params,
+            run_id=run_id,
+        )
+        for validation in result.run_results.values():
+            for item in validation.results:
+                if not item.success:
+                    failures.append(_describe_failure(name, item))
+        success = success and result.success
+    return success, failures
+
+
+def validate_snapshot(
+    snapshot_id: str,
+    root: str | Path | None = None,
+    database_url: str | None = None,
+    var_dir: str | Path | None = None,
+) -> Outcome:
+    """Run all suites on one snapshot; write the outcome JSON; does not touch its status."""
+    root = lake.lake_root(root)
+    var = Path(var_dir) if var_dir is not None else settings.load().var_dir
+    path = lake.snapshot_path(snapshot_id, root)
+    manifest = lake.read_manifest(path)
+    limits = thresholds()
+    references = reference_snapshots(manifest, root, limits["reference_snapshots"], database_url)
+    facts = aggregates(path, manifest, references, limits)
+    frames = table_frames(path, limits["sample_rows"])
+    import pandas as pd
+
+    frames["snapshot"] = pd.DataFrame([{k: v for k, v in facts.items() if k != "reference"}])
+    success, failures = run_checkpoints(snapshot_id, frames, limits, var)
+    docs = var / "gx" / "data_docs" / "index.html"
+    outcome = Outcome(snapshot_id, success, failures, _jsonable(facts), str(docs))
+    out = outcome_path(snapshot_id, var)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(asdict(outcome), indent=2, default=str))
+    log.info("snapshot %s validated: %s", snapshot_id, outcome.status)
+    return outcome
+
+
+def _jsonable(facts: dict) -> dict:
+    def clean(v):
+        if isinstance(v, float) and math.isnan(v):
+            return None
+        if isinstance(v, (np.bool_, np.integer, np.floating)):
+            return v.item()
+        return v
+
+    return {k: clean(v) for k, v in facts.items()}
+
+
+def outcome_path(snapshot_id: str, var_dir: Path | None = None) -> Path:
+    return gx_root(var_dir) / "gx" / "outcomes" / f"{snapshot_id}.json"
+
+
+def read_outcome(snapshot_id: str, var_dir: str | Path | None = None) -> Outcome:
+    data = json.loads(outcome_path(snapshot_id, Path(var_dir) if var_dir else None).read_text())
+    return Outcome(**data)
+
+
+def mark(
+    snapshot_id: str, database_url: str | None = None, var_dir: str | Path | None = None
+) -> str:
+    """Set the snapshot's Postgres status from its outcome; raise SnapshotQuarantined if bad."""
+    outcome = read_outcome(snapshot_id, var_dir)
+    lake.set_status(snapshot_id, outcome.status, outcome.reasons or None, database_url)
+    if not outcome.success:
+        log.error(
+            "snapshot %s QUARANTINED (never read by training): %s; Data Docs: %s",
+            snapshot_id,
+            outcome.reasons,
+            outcome.data_docs,
+        )
+        raise SnapshotQuarantined(f"snapshot {snapshot_id} quarantined: {outcome.reasons}")
+    log.info("snapshot %s accepted", snapshot_id)
+    return snapshot_id
+
+
+def build_docs(var_dir: str | Path | None = None) -> str:
+    """Rebuild the Data Docs site; return the path of its index.html."""
+    context = gx_context(Path(var_dir) if var_dir else None)
+    context.build_data_docs()
+    return str(gx_root(Path(var_dir) if var_dir else None) / "gx" / "data_docs" / "index.html")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("snapshot_id")
+    parser.add_argument("--mark", action="store_true", help="also set the Postgres status")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    outcome = validate_snapshot(args.snapshot_id)
+    print(
+        json.dumps(
+            {
+                "snapshot_id": outcome.snapshot_id,
+                "status": outcome.status,
+                "failures": outcome.failures,
+                "data_docs": outcome.data_docs,
+            },
+            indent=2,
+        )
+    )
+    if args.mark:
+        try:
+            mark(args.snapshot_id)
+        except SnapshotQuarantined:
+            return 2
+    return 0 if outcome.success else 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Operating the embedded local platform: service lifecycle for `make services-up` and friends."""

@@ -1,0 +1,175 @@
+"""`make run`: the whole system end to end on the embedded services, left running.
+
+Steps (each idempotent, so a second `make run` only starts what is not running):
+services (Kafka, Postgres, Airflow; started by the Makefile) → metadata API → a backfill of
+simulated traffic when the topic is empty → the pipeline through Airflow (ingest, catalog sync,
+train and publish) → the serving tier → live simulated users who ask it for recommendations.
+`make stop` (`python -m ops.run --stop`) stops all of it, services included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import urllib.request
+from dataclasses import dataclass, field
+
+from jobs import settings as settings_mod
+from ops import services
+
+
+@dataclass
+class App:
+    """A long-running process of ours, started detached with a pid file and a log."""
+
+    name: str
+    argv: list[str]
+    ready_url: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def log(self):
+        return settings_mod.load().log_dir / f"{self.name}.log"
+
+    def running(self) -> bool:
+        return services._read_pid(self.name) is not None
+
+    def start(self, deadline_s: float = 60) -> bool:
+        if self.running():
+            return False
+        env = {**os.environ, **services.runtime_env(), **self.env}
+        services._spawn(self.name, self.argv, self.log, env)
+        if self.ready_url:
+            services.wait_until(lambda: _http_ok(self.ready_url), deadline_s, self.name, self.log)
+        return True
+
+    def stop(self) -> bool:
+        pid = services._read_pid(self.name)
+        if pid is None:
+            return False
+        services._stop_group(self.name, pid, grace_s=15)
+        return True
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        return resp.status == 200
+
+
+def apps(scale: str, rate: int) -> list[App]:
+    """The processes `make run` adds to the services, in start order."""
+    cfg = settings_mod.load()
+    py = sys.executable
+    meta_port = cfg.metadata_api_url.rsplit(":", 1)[1].rstrip("/")
+    serving_url = f"http://127.0.0.1:{cfg.serving_port}"
+    return [
+        App(
+            "metadata-api",
+            [py, "-m", "simulator", "metadata-api", "--scale", scale, "--port", meta_port],
+            ready_url=f"{cfg.metadata_api_url}/healthz",
+        ),
+        App("serving", [py, "-m", "serving"], ready_url=f"{serving_url}/healthz"),
+        App(
+            "traffic",
+            [
+                py,
+                "-m",
+                "simulator",
+                "live",
+                "--scale",
+                scale,
+                "--rate",
+                str(rate),
+                "--recommender",
+                serving_url,
+                "--ledger",
+                str(cfg.log_dir / "sim-ledger.jsonl"),
+            ],
+        ),
+    ]
+
+
+def topic_is_empty(cfg: settings_mod.Settings) -> bool:
+    """True when the movielog topic holds no event yet (a fresh system)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": cfg.kafka_bootstrap_servers, "group.id": "ops-run"})
+    try:
+        md = consumer.list_topics(cfg.kafka_topic, timeout=10).topics[cfg.kafka_topic]
+        for p in md.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(cfg.kafka_topic, p), 10)
+            if high > low:
+                return False
+        return True
+    finally:
+        consumer.close()
+
+
+def start(scale: str, days: int, rate: int, skip_pipeline: bool) -> int:
+    import subprocess
+
+    from ops import pipeline
+
+    cfg = settings_mod.load()
+    metadata, serving, traffic = apps(scale, rate)
+    metadata.start()
+    print(f"metadata   {cfg.metadata_api_url} (log: {metadata.log})", flush=True)
+    if topic_is_empty(cfg):
+        print(f"backfilling {days} simulated days at scale {scale} into {cfg.kafka_topic} …")
+        subprocess.run(
+            [sys.executable, "-m", "simulator", "backfill", "--scale", scale, "--days", str(days)],
+            check=True,
+            env={**os.environ, **services.runtime_env()},
+        )
+    if not skip_pipeline and pipeline.run() != 0:
+        return 1
+    serving.start()
+    traffic.start()
+    summary(cfg)
+    return 0
+
+
+def summary(cfg: settings_mod.Settings) -> None:
+    user, password = services.airflow_login()
+    print(
+        "\nThe system is running:\n"
+        f"  Airflow UI      http://127.0.0.1:{cfg.airflow_port}  (login {user} / {password})\n"
+        f"  serving         curl -i http://127.0.0.1:{cfg.serving_port}/recommend/1\n"
+        f"  metrics         http://127.0.0.1:{cfg.serving_port}/metrics\n"
+        f"  metadata API    {cfg.metadata_api_url}/movie/<id>\n"
+        f"  Data Docs       file://{cfg.data_docs_dir}/index.html\n"
+        f"  model reports   {cfg.reports_dir}\n"
+        f"  logs            {cfg.log_dir}\n"
+        "Stop everything with `make stop`.",
+        flush=True,
+    )
+
+
+def stop() -> int:
+    for app in reversed(apps("small", 0)):
+        if app.stop():
+            print(f"{app.name:<10} stopped")
+    services.down(services.ALL)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ops.run", description=__doc__)
+    parser.add_argument("--stop", action="store_true", help="stop everything make run started")
+    parser.add_argument("--scale", default=os.environ.get("SCALE", "small"))
+    parser.add_argument("--days", type=int, default=int(os.environ.get("DAYS", "3")))
+    parser.add_argument("--rate", type=int, default=int(os.environ.get("RATE", "50")))
+    parser.add_argument("--skip-pipeline", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        if args.stop:
+            return stop()
+        return start(args.scale, args.days, args.rate, args.skip_pipeline)
+    except services.ServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The world the platform lives in: catalog, users, the movielog stream, metadata, faults."""

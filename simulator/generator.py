@@ -1,0 +1,409 @@
+"""Event generation: watch sessions turned into movielog lines, 15 simulated minutes at a time.
+
+Per simulated day the generator draws who starts a session when (a daily cycle, busier
+weekends, long-tailed activity). Sessions starting in a window are then resolved together
+with numpy: organic candidates drawn by popularity plus, in the closed loop, the list our
+recommender returned; the user picks by hidden taste; liked movies are watched to (nearly)
+the end, disliked ones abandoned after a few minutes; some are rated 1-5 by taste. Each
+window emits, in event-time order, every line whose time falls inside it, so a user's lines
+are ordered and one user's sessions never overlap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from simulator.faults import Ledger, LineFaults
+from simulator.loop import RecommenderClient
+from simulator.world import N_GENRES, World
+
+MINUTE_MS = 60_000
+WINDOW_MS = 15 * MINUTE_MS
+DAY_MS = 86_400_000
+WINDOWS_PER_DAY = DAY_MS // WINDOW_MS
+N_ORGANIC = 10  # movies a user considers on their own per session
+N_RECOMMENDED = 20
+TASTE_WEIGHT = 1.6  # pull of hidden affinity on the choice
+ATTENTION = 1.5  # pull of being recommended at rank 1 (fading to half at rank 20)
+NEW_MOVIE_BOOST = 4.0  # exposure multiplier of a movie that arrived during the run
+MS_FRACTION = 0.1  # lines whose time is written with .fff
+WEEKEND_FACTOR = 1.25
+# Relative session starts per hour of the day (evening peak, night trough).
+HOUR_PROFILE = np.array(
+    [3, 2, 1.2, 0.8, 0.6, 0.7, 1.2, 2, 2.5, 2.6, 2.8, 3.2]
+    + [3.8, 3.5, 3.2, 3.3, 3.8, 4.8, 6.2, 7.6, 8.2, 7.5, 6, 4.5]
+)
+HOUR_P = HOUR_PROFILE / HOUR_PROFILE.sum()
+
+RECO, WATCH, RATE = 0, 1, 2
+FLAG_NEW_MOVIE, FLAG_DRIFT, FLAG_SPAM = 1, 2, 4
+FLAG_KINDS = ((FLAG_NEW_MOVIE, "new_movies"), (FLAG_DRIFT, "drift"), (FLAG_SPAM, "rating_spam"))
+_SESSION_COLUMNS = ("user", "movie", "start", "minutes", "rate_at", "stars", "flags", "end")
+
+
+@dataclass
+class Batch:
+    """Kafka messages of one window: keys (user id text) and values (str, or bytes if garbled)."""
+
+    keys: list[str]
+    values: list
+    window_end_ms: int
+
+
+def to_ms(when: str | np.datetime64) -> int:
+    """Milliseconds since the epoch of a naive local time such as '2025-03-01' or '…T09:00'."""
+    return int(np.datetime64(when, "ms").astype(np.int64))
+
+
+def _rng(*key: int) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(list(key))))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+class Simulation:
+    """A run of the world from `start`: iterate `batches(days)` to get the stream."""
+
+    def __init__(
+        self,
+        world: World,
+        start: str | np.datetime64,
+        seed: int | None = None,
+        faults: dict[str, float] | None = None,
+        ledger: Ledger | None = None,
+        recommender: RecommenderClient | None = None,
+        reco_sample: float = 1.0,
+    ):
+        self.world = world
+        self.seed = world.seed if seed is None else seed
+        self.start_ms = to_ms(start)
+        self.day0_ms = self.start_ms - self.start_ms % DAY_MS
+        self.faults = dict(faults or {})
+        self.ledger = ledger if ledger is not None else Ledger(None)
+        self.recommender = recommender
+        self.reco_sample = reco_sample
+
+        cat, pop = world.catalog, world.population
+        self.n_users = pop.n_active
+        self.n_initial = cat.n_initial
+        self.available = cat.n_initial
+        self.slugs = cat.slugs
+        self.slug_index = cat.index
+        self.runtime = cat.runtime.astype(np.int64)
+        self.movie_vec = world.movie_vectors
+        self.user_vec = world.user_vectors()  # a copy: drift edits it, the world stays intact
+        self.activity = pop.activity[: self.n_users].astype(np.float64)
+        self.pop_sensitivity = pop.pop_sensitivity
+        log_pop = np.log(cat.popularity.astype(np.float64))
+        self.log_pop_z = ((log_pop - log_pop.mean()) / log_pop.std()).astype(np.float32)
+        self.exposure = cat.popularity.astype(np.float64)
+        self.watch_prefix = [f"GET /data/m/{s}/" for s in cat.slugs]
+        self.rate_prefix = [f"GET /rate/{s}=" for s in cat.slugs]
+
+        self.free_at = np.zeros(len(pop), dtype=np.int64)
+        self.pending_drift = np.zeros(len(pop), dtype=bool)
+        self.next_spam_account = self.n_users
+        self.sessions = {c: np.zeros(0, dtype=np.int64) for c in _SESSION_COLUMNS}
+        self.reco_tails: dict[int, str] = {}  # session serial -> text after "<time>,<user>,"
+        self.sessions["serial"] = np.zeros(0, dtype=np.int64)
+        self.next_serial = 0
+        self.line_faults = LineFaults(self.faults, set(cat.slugs))
+        self._cdf = self._exposure_cdf()
+        self.day_users = np.zeros(0, dtype=np.int64)
+        self.day_starts = np.zeros(0, dtype=np.int64)
+
+    # ---- the stream -------------------------------------------------------------------
+
+    def batches(self, days: int | None) -> Iterator[Batch]:
+        """Window batches for `days` simulated days (forever if None), then the sessions'
+        tails and any still-delayed lines."""
+        day = 0
+        window = 0
+        while days is None or day < days:
+            day_ms = self.day0_ms + day * DAY_MS
+            self._begin_day(day, day_ms)
+            for w in range(WINDOWS_PER_DAY):
+                t0 = day_ms + w * WINDOW_MS
+                window = day * WINDOWS_PER_DAY + w
+                if t0 + WINDOW_MS > self.start_ms:
+                    yield self._window(window, t0, t0 + WINDOW_MS, open_=True)
+            day += 1
+        t0 = self.day0_ms + day * DAY_MS
+        while len(self.sessions["user"]):
+            window += 1
+            yield self._window(window, t0, t0 + WINDOW_MS, open_=False)
+            t0 += WINDOW_MS
+        keys, values = self.line_faults.flush(self.ledger)
+        self.ledger.count_lines(len(values))
+        if values:
+            yield Batch(keys, values, t0)
+
+    # ---- per day ----------------------------------------------------------------------
+
+    def _exposure_cdf(self) -> np.ndarray:
+        weights = self.exposure[: self.available].copy()
+        weights[self.n_initial :] *= NEW_MOVIE_BOOST
+        cdf = np.cumsum(weights)
+        return cdf / cdf[-1]
+
+    def _begin_day(self, day: int, day_ms: int) -> None:
+        rng = _rng(self.seed, 20, day)
+        new_rate = self.faults.get("new_movies", 0.0)
+        if new_rate > 0 and day > 0:
+            arrivals = int(rng.poisson(new_rate * self.n_initial))
+            self.available = min(len(self.slugs), self.available + arrivals)
+            self._cdf = self._exposure_cdf()
+        drift_rate = self.faults.get("drift", 0.0)
+        if drift_rate > 0 and day > 0:
+            users = np.flatnonzero(rng.random(self.n_users) < drift_rate)
+            shift = rng.integers(1, N_GENRES, len(users))
+            cols = (np.arange(N_GENRES)[None, :] + shift[:, None]) % N_GENRES
+            genre_part = self.user_vec[users, :N_GENRES]
+            self.user_vec[users, :N_GENRES] = np.take_along_axis(genre_part, cols, axis=1)
+            self.user_vec[users, N_GENRES:-1] *= -1.0
+            self.pending_drift[users] = True
+        weekday = (day_ms // DAY_MS + 3) % 7  # 1970-01-01 was a Thursday
+        factor = WEEKEND_FACTOR if weekday >= 5 else 1.0
+        counts = rng.poisson(self.activity * factor)
+        users = np.repeat(np.arange(self.n_users, dtype=np.int64), counts)
+        hours = rng.choice(24, size=len(users), p=HOUR_P)
+        starts = day_ms + hours * 3_600_000 + rng.integers(0, 3_600_000, len(users))
+        keep = starts >= self.start_ms
+        order = np.argsort(starts[keep], kind="stable")
+        self.day_users, self.day_starts = users[keep][order], starts[keep][order]
+
+    # ---- per window -------------------------------------------------------------------
+
+    def _window(self, window: int, t0: int, t1: int, open_: bool) -> Batch:
+        rng = _rng(self.seed, 30, window)
+        extra = None
+        if open_:
+            lo, hi = np.searchsorted(self.day_starts, [t0, t1])
+            self._resolve(self.day_users[lo:hi], self.day_starts[lo:hi], rng)
+            spam_rate = self.faults.get("rating_spam", 0.0)
+            if spam_rate > 0 and rng.random() < spam_rate:
+                extra = self._spam_attack(t0, rng)
+        return self._emit(window, t0, t1, rng, extra)
+
+    def _recommended(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """(n, 20) recommended movie indexes (-1 = none) for the sessions that ask."""
+        rec = np.full((len(users), N_RECOMMENDED), -1, dtype=np.int64)
+        if self.recommender is None:
+            return rec
+        asks = np.flatnonzero(rng.random(len(users)) < self.reco_sample)
+        answers = self.recommender.ask_many((users[asks] + 1).tolist())
+        server = self.recommender.server
+        for j, answer in zip(asks.tolist(), answers, strict=True):
+            self.reco_tails[self.next_serial + j] = (
+                f"recommendation request {server}, status {answer.status}, "
+                f"result: {', '.join(answer.ids)}, {answer.ms} ms"
+            )
+            known = [self.slug_index.get(s, -1) for s in answer.ids[:N_RECOMMENDED]]
+            known = [m if m < self.available else -1 for m in known]
+            rec[j, : len(known)] = known
+        return rec
+
+    def _resolve(self, users: np.ndarray, starts: np.ndarray, rng: np.random.Generator) -> None:
+        """Choose, watch and rate for the sessions starting in this window."""
+        n = len(users)
+        if n == 0:
+            return
+        rec = self._recommended(users, rng)
+        organic = np.searchsorted(self._cdf, rng.random((n, N_ORGANIC)), side="right")
+        organic = np.minimum(organic, self.available - 1)
+        cands = np.hstack([organic, rec])
+        valid = cands >= 0
+        cands = np.where(valid, cands, 0)
+        aff = np.einsum("nd,nkd->nk", self.user_vec[users], self.movie_vec[cands])
+        util = TASTE_WEIGHT * aff + self.pop_sensitivity[users, None] * self.log_pop_z[cands]
+        util[:, N_ORGANIC:] += ATTENTION * (1.0 - np.arange(N_RECOMMENDED) / (2 * N_RECOMMENDED))
+        util += rng.gumbel(size=util.shape)
+        util[~valid] = -np.inf
+        pick = np.argmax(util, axis=1)
+        rows = np.arange(n)
+        movie = cands[rows, pick]
+        a = aff[rows, pick].astype(np.float64)
+
+        liked = rng.random(n) < _sigmoid(2.5 * (a - 0.5))
+        runtime = self.runtime[movie]
+        to_end = rng.random(n) < 0.6
+        partly = np.ceil(rng.uniform(0.6, 1.0, n) * runtime).astype(np.int64)
+        abandoned = np.minimum(runtime, rng.geometric(0.15, n))
+        minutes = np.where(liked, np.where(to_end, runtime, partly), abandoned)
+        rated = rng.random(n) < np.where(liked, 0.5, 0.2)
+        stars = np.clip(np.rint(3 + 1.2 * a + rng.normal(0, 0.5, n)), 1, 5).astype(np.int64)
+        rate_gap = rng.integers(5_000, 120_000, n)
+        duration = 1_000 + minutes * MINUTE_MS + 180_000
+
+        start = self._no_overlap(users, starts, duration)
+        last_watch = start + 1_000 + (minutes - 1) * MINUTE_MS
+        rate_at = np.where(rated, last_watch + rate_gap, -1)
+
+        flags = np.where(movie >= self.n_initial, FLAG_NEW_MOVIE, 0)
+        drifted = np.flatnonzero(self.pending_drift[users])
+        if len(drifted):
+            _, first = np.unique(users[drifted], return_index=True)
+            flags[drifted[first]] |= FLAG_DRIFT
+            self.pending_drift[users[drifted]] = False
+
+        new = {
+            "user": users,
+            "movie": movie,
+            "start": start,
+            "minutes": minutes,
+            "rate_at": rate_at,
+            "stars": stars,
+            "flags": flags,
+            "end": np.maximum(last_watch, rate_at),
+            "serial": self.next_serial + np.arange(n),
+        }
+        self.next_serial += n
+        for col, values in new.items():
+            self.sessions[col] = np.concatenate([self.sessions[col], values.astype(np.int64)])
+
+    def _no_overlap(self, users: np.ndarray, starts: np.ndarray, duration: np.ndarray):
+        """Session starts pushed later so one user's sessions never overlap (a running max)."""
+        order = np.lexsort((starts, users))
+        u, s, d = users[order], starts[order], duration[order]
+        first = np.ones(len(u), dtype=bool)
+        first[1:] = u[1:] != u[:-1]
+        s = np.where(first, np.maximum(s, self.free_at[u]), s)
+        group = np.cumsum(first) - 1
+        csum = np.cumsum(d) - d
+        before = csum - csum[np.flatnonzero(first)][group]  # durations earlier in the group
+        base = s.min()
+        big = np.int64(1) << np.int64(40)
+        key = (s - base - before) + group * big
+        shifted = np.maximum.accumulate(key) - group * big + before + base
+        last = np.ones(len(u), dtype=bool)
+        last[:-1] = first[1:]
+        self.free_at[u[last]] = shifted[last] + d[last]
+        out = np.empty_like(shifted)
+        out[order] = shifted
+        return out
+
+    def _spam_attack(self, t0: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """A burst of fresh accounts rating one obscure movie 5 stars within the window."""
+        reserve = len(self.free_at) - self.n_users
+        size = int(rng.integers(30, 81))
+        accounts = (
+            self.n_users + (self.next_spam_account - self.n_users + np.arange(size)) % reserve
+        )
+        self.next_spam_account = int(accounts[-1]) + 1
+        obscure = np.argsort(self.exposure[: self.n_initial])[: max(1, self.n_initial // 2)]
+        target = int(rng.choice(obscure))
+        return {
+            "time": t0 + np.sort(rng.integers(0, WINDOW_MS, size)),
+            "kind": np.full(size, RATE),
+            "user": accounts.astype(np.int64),
+            "movie": np.full(size, target),
+            "aux": np.full(size, 5),
+            "flags": np.full(size, FLAG_SPAM),
+        }
+
+    def _emit(self, window: int, t0: int, t1: int, rng: np.random.Generator, extra) -> Batch:
+        s = self.sessions
+        first = s["start"] + 1_000
+        lo = np.clip(-((first - t0) // MINUTE_MS), 0, s["minutes"])
+        hi = np.clip(-((first - t1) // MINUTE_MS), 0, s["minutes"])
+        count = hi - lo
+        rep = np.repeat(np.arange(len(count)), count)
+        offsets = np.cumsum(count) - count
+        minute = lo[rep] + np.arange(len(rep)) - offsets[rep]
+        rated = np.flatnonzero((s["rate_at"] >= t0) & (s["rate_at"] < t1))
+        serials = s["serial"]
+        asked = [
+            i
+            for i in np.flatnonzero((s["start"] >= t0) & (s["start"] < t1)).tolist()
+            if int(serials[i]) in self.reco_tails
+        ]
+        asked = np.array(asked, dtype=np.int64)
+        tails = [self.reco_tails.pop(int(serials[i])) for i in asked.tolist()]
+
+        parts = [
+            # (time, kind, user, movie, aux, flags); aux = minute, stars or reco tail index
+            (s["start"][asked], RECO, asked, np.zeros(len(asked), np.int64), np.arange(len(asked))),
+            (first[rep] + minute * MINUTE_MS, WATCH, rep, s["movie"][rep], minute),
+            (s["rate_at"][rated], RATE, rated, s["movie"][rated], s["stars"][rated]),
+        ]
+        time = np.concatenate([p[0] for p in parts])
+        kind = np.concatenate([np.full(len(p[0]), p[1]) for p in parts])
+        user = np.concatenate([s["user"][p[2]] for p in parts])
+        movie = np.concatenate([p[3] for p in parts])
+        aux = np.concatenate([p[4] for p in parts])
+        # A world-change record marks the session's first watch line (minute 0).
+        flags = np.concatenate(
+            [np.zeros(len(asked), np.int64), np.where(minute == 0, s["flags"][rep], 0)]
+            + [np.zeros(len(rated), np.int64)]
+        )
+        if extra is not None:
+            time = np.concatenate([time, extra["time"]])
+            kind = np.concatenate([kind, extra["kind"]])
+            user = np.concatenate([user, extra["user"]])
+            movie = np.concatenate([movie, extra["movie"]])
+            aux = np.concatenate([aux, extra["aux"]])
+            flags = np.concatenate([flags, extra["flags"]])
+        order = np.argsort(time, kind="stable")
+        time, kind, user, movie, aux, flags = (
+            a[order] for a in (time, kind, user, movie, aux, flags)
+        )
+        keep = s["end"] >= t1
+        self.sessions = {c: v[keep] for c, v in s.items()}
+
+        keys, values, fields = self._format(time, kind, user, movie, aux, tails, rng)
+        for i in np.flatnonzero(flags).tolist():
+            for bit, name in FLAG_KINDS:
+                if flags[i] & bit:
+                    self.ledger.record(name, values[i], int(user[i]) + 1, reject=False)
+        keys, values = self.line_faults.apply(
+            keys, values, fields, rng, window, self.ledger, flags != 0
+        )
+        self.ledger.count_lines(len(values))
+        return Batch(keys, values, t1)
+
+    def _format(self, time, kind, user, movie, aux, tails, rng):
+        """Lines (and Kafka keys) of sorted event arrays; `fields(i)` re-reads one line's parts."""
+        stamps = np.datetime_as_string(time.astype("datetime64[ms]"), unit="s").astype("U23")
+        with_ms = rng.random(len(time)) < MS_FRACTION
+        stamps[with_ms] = np.datetime_as_string(time[with_ms].astype("datetime64[ms]"), unit="ms")
+        t_list = stamps.tolist()
+        u_list = (user + 1).astype(str).tolist()
+        k_list, m_list, x_list = kind.tolist(), movie.tolist(), aux.tolist()
+        wp, rp = self.watch_prefix, self.rate_prefix
+        values = [
+            f"{t},{u},{wp[m]}{x}.mpg"
+            if k == WATCH
+            else (f"{t},{u},{rp[m]}{x}" if k == RATE else f"{t},{u},{tails[x]}")
+            for t, u, k, m, x in zip(t_list, u_list, k_list, m_list, x_list, strict=True)
+        ]
+        kind_names = {RECO: "reco", WATCH: "watch", RATE: "rate"}
+
+        def fields(i: int) -> dict:
+            return {
+                "time": t_list[i],
+                "user": u_list[i],
+                "kind": kind_names[k_list[i]],
+                "movie": self.slugs[m_list[i]],
+                "minute": x_list[i],
+                "stars": x_list[i],
+            }
+
+        return u_list, values, fields
+
+
+def collect(sim: Simulation, days: int | None) -> tuple[list[str], list]:
+    """All (keys, values) of a run in memory (tests, small runs)."""
+    keys: list[str] = []
+    values: list = []
+    for batch in sim.batches(days):
+        keys.extend(batch.keys)
+        values.extend(batch.values)
+    return keys, values
+
+
+ProgressFn = Callable[[int], None]

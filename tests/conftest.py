@@ -1,0 +1,71 @@
+"""Shared fixtures: real local services (started by ops/services.py when not already up) and
+one session-scoped Spark. Area-specific fixtures live beside the tests that use them."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from jobs import settings as settings_mod
+from ops import services
+
+# Airflow, Spark and the jobs read the same environment the Makefile exports.
+for _name, _value in services.runtime_env().items():
+    os.environ.setdefault(_name, _value)
+# An Airflow started by the suite must not schedule runs of its own against the platform's
+# topic while tests drive the DAGs with dag.test(): new DAGs start paused here.
+os.environ.setdefault("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "True")
+
+
+@pytest.fixture(scope="session")
+def settings() -> settings_mod.Settings:
+    return settings_mod.load()
+
+
+@pytest.fixture(scope="session")
+def local_services():
+    """Kafka, Postgres and Airflow up for the session; stopped afterwards if started here."""
+    started = services.up(services.ALL, quiet=True)
+    yield
+    if started and os.environ.get("RECS_KEEP_SERVICES") != "1":
+        services.down(started, quiet=True)
+
+
+@pytest.fixture(scope="session")
+def postgres(local_services, settings) -> str:
+    """DATABASE_URL of a real Postgres with the project schema applied."""
+    from jobs import db
+
+    db.apply_schema(settings.database_url)
+    return settings.database_url
+
+
+@pytest.fixture(scope="session")
+def kafka(local_services, settings) -> str:
+    """Bootstrap servers of a real Kafka broker."""
+    return settings.kafka_bootstrap_servers
+
+
+@pytest.fixture
+def kafka_topic(kafka) -> str:
+    """A fresh, uniquely named topic (3 partitions) for one test, deleted afterwards."""
+    from confluent_kafka.admin import AdminClient
+
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    services.create_topic(kafka, name, partitions=3)
+    yield name
+    admin = AdminClient({"bootstrap.servers": kafka})
+    for future in admin.delete_topics([name], operation_timeout=10).values():
+        future.result()  # keep the client alive until the broker has answered
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark session for the whole suite, with few shuffle partitions."""
+    from jobs.spark import get_spark
+
+    session = get_spark("tests", shuffle_partitions=4)
+    yield session
+    session.stop()

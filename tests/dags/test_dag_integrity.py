@@ -1,0 +1,38 @@
+"""DAG integrity: dags/ loads with no import errors, no cycles, and every DAG follows the rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from ops import services
+
+pytestmark = pytest.mark.dags
+
+EXPECTED_DAGS = {"movielog_ingest", "catalog_sync", "train_and_publish"}
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(services.REPO / "dags"))
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+
+
+def test_expected_dags_present(dagbag):
+    assert EXPECTED_DAGS <= set(dagbag.dag_ids)
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED_DAGS))
+def test_dag_rules(dagbag, dag_id):
+    dag = dagbag.get_dag(dag_id)
+    assert dag is not None, f"{dag_id} not loaded"
+    assert dag.tags, f"{dag_id} has no tags"
+    assert dag.catchup is False
+    for task in dag.tasks:
+        assert task.retries >= 1, f"{dag_id}.{task.task_id} has retries={task.retries}"
+    # topological_sort raises on a cycle
+    assert len(dag.topological_sort()) == len(dag.tasks)

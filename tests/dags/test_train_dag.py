@@ -1,0 +1,46 @@
+"""train_and_publish: loads cleanly, is scheduled every 3 days, and wires the steps in order."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from ops import services
+
+pytestmark = pytest.mark.dags
+
+STEPS = ["build_dataset", "train", "evaluate", "gate", "score", "publish", "refresh_popularity"]
+
+
+@pytest.fixture(scope="module")
+def dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(services.REPO / "dags" / "train_and_publish.py"))
+    assert bag.import_errors == {}
+    return bag.get_dag("train_and_publish")
+
+
+def test_schedule_catchup_tags_retries(dag):
+    assert dag.catchup is False
+    assert dag.timetable.delta == timedelta(days=3)
+    assert set(dag.tags) >= {"training", "publish"}
+    assert all(t.retries >= 1 for t in dag.tasks)
+
+
+def test_manual_params(dag):
+    assert {"families", "hyperparameters", "window_days", "dataset", "gate_tolerance"} <= set(
+        dag.params.keys()
+    )
+    assert dag.params["families"] == ["item_knn", "svd_surprise"]
+
+
+def test_steps_in_order(dag):
+    order = [t.task_id for t in dag.topological_sort()]
+    assert sorted(order) == sorted(STEPS)
+    positions = [order.index(s) for s in STEPS[:6]]
+    assert positions == sorted(positions)
+    assert order.index("refresh_popularity") > order.index("publish")
+    assert dag.get_task("refresh_popularity").trigger_rule == "none_failed"
+    assert dag.get_task("gate").upstream_task_ids == {"evaluate"}

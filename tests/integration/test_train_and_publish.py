@@ -1,0 +1,106 @@
+"""The train_and_publish DAG end to end with Airflow's dag.test(), real Spark and Postgres:
+a good model is published for every known user; a deliberately bad candidate is rejected
+and production (registry and served pointer) stays as it was."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from urllib.parse import quote
+
+import psycopg2
+import pytest
+
+from jobs import dataset, db, pipeline, registry
+from ops import services
+from tests.integration.test_dataset import planted_world, write_snapshot
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+GOOD = {"families": ["item_knn"], "hyperparameters": '{"item_knn": {"neighbours": 20}}'}
+# Zero learning rate: the "model" is Surprise's random initial factors, i.e. noise.
+BAD = {
+    "families": ["svd_surprise"],
+    "hyperparameters": json.dumps({"svd_surprise": {"n_factors": 4, "n_epochs": 1, "lr_all": 0}}),
+}
+
+
+@pytest.fixture(scope="module")
+def world(spark, tmp_path_factory):
+    watch, rate, _, _ = planted_world(users=150, per_user=15, seed=5)
+    root = tmp_path_factory.mktemp("lake")
+    snap = write_snapshot(root, "s1", watch, rate)
+    # A unique dataset id gives fresh model and reco versions, whatever earlier runs left.
+    out = root / f"ds-{uuid.uuid4().hex[:8]}"
+    return str(dataset.build_dataset([snap], out, window_days=None, spark=spark))
+
+
+@pytest.fixture
+def isolated(postgres, tmp_path, monkeypatch):
+    """Registry in a fresh schema (serving tables still resolve to public); state in tmp."""
+    schema = f"tp_{uuid.uuid4().hex[:10]}"
+    with psycopg2.connect(postgres) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE SCHEMA {schema}")
+    conn.close()
+    sep = "&" if "?" in postgres else "?"
+    url = f"{postgres}{sep}options={quote(f'-csearch_path={schema},public')}"
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(db.read_sql("schema/030_registry.sql"))
+    conn.close()
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("RECS_VAR_DIR", str(tmp_path / "var"))
+    yield url
+    with psycopg2.connect(postgres) as conn, conn.cursor() as cur:
+        cur.execute(f"DROP SCHEMA {schema} CASCADE")
+    conn.close()
+
+
+def run_dag(conf: dict) -> dict[str, str]:
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(services.REPO / "dags" / "train_and_publish.py")).get_dag(
+        "train_and_publish"
+    )
+    run = dag.test(run_conf=conf)
+    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+
+
+def pointer(url: str) -> str | None:
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT reco_version FROM serving_pointer")
+        return cur.fetchone()[0]
+
+
+def test_publish_good_then_reject_bad(world, isolated):
+    url = isolated
+    states = run_dag({**GOOD, "dataset": world})
+    assert states["publish"] == "success", states
+    prod = registry.production(url)
+    assert prod is not None and prod["family"] == "item_knn"
+    reco = pipeline.reco_version_for(prod["model_version"])
+    assert pointer(url) == reco
+
+    train_df, _ = dataset.load_split(world)
+    seen = train_df.groupby("user_id")["movie_id"].agg(set)
+    catalogue = set(train_df["movie_id"])
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT user_id, items FROM recommendations WHERE reco_version = %s", (reco,))
+        rows = dict(cur.fetchall())
+    assert set(rows) == set(seen.index)  # exactly one row per known user
+    for user, text in rows.items():
+        items = text.split(",")
+        assert len(items) == 20 and len(set(items)) == 20
+        assert set(items) <= catalogue
+        assert not set(items) & seen[user]
+
+    states = run_dag({**BAD, "dataset": world})
+    assert states["gate"] == "success" and states["score"] == "skipped", states
+    assert states["publish"] == "skipped" and states["refresh_popularity"] == "success"
+    bad = registry.list_versions(family="svd_surprise", database_url=url)[0]
+    assert bad["status"] == "rejected"
+    assert (
+        "does not beat popularity" in bad["status_reason"]
+        or "below production" in (bad["status_reason"])
+    )
+    assert registry.production(url)["model_version"] == prod["model_version"]
+    assert pointer(url) == reco

@@ -1,0 +1,70 @@
+"""Real data: the MovieTweetings 100k sample through our dataset job and models.
+
+Skips when the read-only sample is absent. Builds the interactions from ratings.dat (0..10
+mapped to 1..5 by jobs.dataset.movietweetings_rating) as a lake snapshot, then the dataset job
+with its default GLOBAL temporal split (docs/models.md). What the issue requires, on that split:
+Surprise SVD through our pipeline within 0.01 RMSE of Surprise run directly, and the best
+family above popularity on NDCG@20 on the same test set. Measured (benchmarks/bench_models.py):
+popularity 30 d 0.129, popularity with its window tuned on validation (7 d) 0.162, item_knn
+0.094, svd_surprise 0.007, hybrid 0.167.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.bench_models import SAMPLE, surprise_direct_rmse
+from jobs import dataset, evaluate
+from jobs.train import fit_timed
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+POPULARITY_WINDOWS = (1, 3, 7, 14, 30)
+
+
+@pytest.fixture(scope="module")
+def split(spark, tmp_path_factory):
+    if not SAMPLE.exists():
+        pytest.skip(f"MovieTweetings sample not found at {SAMPLE} (read-only shared data)")
+    root = Path(tmp_path_factory.mktemp("mt"))
+    snap = dataset.movietweetings_snapshot(SAMPLE, root / "snap")
+    path = dataset.build_dataset([snap], root / "ds", window_days=None, spark=spark)
+    assert dataset.read_manifest(path)["split"]["kind"] == "global"
+    return dataset.load_split(path)
+
+
+def ndcg(family: str, params: dict, train, test) -> float:
+    model, _ = fit_timed(family, params, train)
+    return evaluate.evaluate(model, train, test)["overall"]["ndcg_at_20"]
+
+
+def test_svd_through_pipeline_matches_surprise_direct(split):
+    train, test = split
+    model, _ = fit_timed("svd_surprise", {}, train)
+    ours = evaluate.evaluate(model, train, test)["overall"]["rmse"]
+    direct = surprise_direct_rmse(train, test, {})
+    assert abs(ours - direct) <= 0.01, (ours, direct)
+
+
+def test_best_family_beats_popularity_on_the_same_test_set(split):
+    """The hybrid (its blend chosen on a validation split of train) ranks above popularity,
+    both the pipeline's 30-day baseline and popularity whose window is tuned the same way."""
+    train, test = split
+    fit_part, val, _ = dataset.temporal_split(train)
+    on_val = [ndcg("popularity", {"window_days": d}, fit_part, val) for d in POPULARITY_WINDOWS]
+    tuned_window = POPULARITY_WINDOWS[int(np.argmax(on_val))]
+    scores = {
+        "popularity_30d": ndcg("popularity", {"window_days": 30}, train, test),
+        "popularity_tuned": ndcg("popularity", {"window_days": tuned_window}, train, test),
+        "svd_surprise": ndcg("svd_surprise", {}, train, test),
+        "item_knn": ndcg("item_knn", {"neighbours": 200, "shrink": 50.0}, train, test),
+        "hybrid": ndcg("hybrid", {}, train, test),
+    }
+    assert scores["hybrid"] > scores["popularity_tuned"] >= scores["popularity_30d"], scores
+    # The issue's observations: a rating-trained SVD ranks below popularity, kNN over implicit
+    # feedback far above that SVD.
+    assert scores["svd_surprise"] < scores["popularity_30d"], scores
+    assert scores["item_knn"] > 5 * scores["svd_surprise"], scores

@@ -1,0 +1,37 @@
+"""Settings come from the environment, with the embedded defaults of DESIGN.md."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs import settings
+
+pytestmark = pytest.mark.unit
+
+
+def test_defaults_match_design(monkeypatch):
+    for name in settings.DEFAULTS:
+        monkeypatch.delenv(name, raising=False)
+    cfg = settings.load()
+    assert cfg.kafka_bootstrap_servers == "127.0.0.1:9092"
+    assert cfg.kafka_topic == "movielog"
+    assert cfg.database_url.endswith("@127.0.0.1:55432/recs")
+    assert cfg.spark_master_url == "local[2]"
+    assert cfg.serving_port == 8082
+    assert cfg.metadata_api_url == "http://127.0.0.1:8090"
+
+
+def test_environment_overrides(monkeypatch, tmp_path):
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka:29092")
+    monkeypatch.setenv("SERVING_PORT", "9000")
+    monkeypatch.setenv("RECS_VAR_DIR", str(tmp_path))
+    cfg = settings.load()
+    assert cfg.kafka_bootstrap_servers == "kafka:29092"
+    assert cfg.serving_port == 9000
+    assert cfg.lake_dir == tmp_path / "lake"
+
+
+def test_bad_number_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("SERVING_PORT", "eighty")
+    with pytest.raises(ValueError):
+        settings.load()
