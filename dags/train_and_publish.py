@@ -10,6 +10,8 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
+from jobs.pipeline import DEFAULT_FAMILIES
+
 DEFAULT_ARGS = {"retries": 1, "retry_delay": timedelta(minutes=2)}
 
 
@@ -23,7 +25,7 @@ DEFAULT_ARGS = {"retries": 1, "retry_delay": timedelta(minutes=2)}
     tags=["recommendations", "training", "publish"],
     params={
         "families": Param(
-            ["item_knn", "svd_surprise"],
+            list(DEFAULT_FAMILIES),
             type="array",
             items={"type": "string"},
             description="model families to train (popularity is always trained as baseline)",

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 K = 20
 METRIC = f"ndcg_at_{K}"
 BASELINE = "popularity"
-DEFAULT_FAMILIES = ("item_knn", "svd_surprise")
+DEFAULT_FAMILIES = ("item_knn", "svd_surprise", "hybrid")
 SCORES_FILE = "gate_scores.json"
 DECISION_FILE = "gate_decision.json"
 

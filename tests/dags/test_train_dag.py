@@ -33,7 +33,7 @@ def test_manual_params(dag):
     assert {"families", "hyperparameters", "window_days", "dataset", "gate_tolerance"} <= set(
         dag.params.keys()
     )
-    assert dag.params["families"] == ["item_knn", "svd_surprise"]
+    assert dag.params["families"] == ["item_knn", "svd_surprise", "hybrid"]
 
 
 def test_steps_in_order(dag):
