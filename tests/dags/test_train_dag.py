@@ -19,7 +19,7 @@ def dag():
 
     bag = DagBag(dag_folder=str(services.REPO / "dags" / "train_and_publish.py"))
     assert bag.import_errors == {}
-    return bag.get_dag("train_and_publish")
+    return bag.dags["train_and_publish"]  # from the file only, no metadata DB
 
 
 def test_schedule_catchup_tags_retries(dag):

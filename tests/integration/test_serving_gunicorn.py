@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -259,11 +260,19 @@ def test_ab_assignment_stable_across_servers_and_split_by_shares(world):
         seen: dict[str, dict[int, str]] = {server.base_url: {}, other.base_url: {}}
 
         wrong: list = []
+        degraded = [0]
 
         def sweep(base: str, part: list[int]) -> None:
             c = Client(base)
             for user in part:
-                status, headers, body = c.get(f"/recommend/{user}")
+                # A statement timeout on a loaded machine trips the designed degraded path
+                # (source "cache", no variant); routing is what is tested here, so ask again.
+                for _ in range(50):
+                    status, headers, body = c.get(f"/recommend/{user}")
+                    if headers.get("X-Rec-Source") != "cache":
+                        break
+                    degraded[0] += 1
+                    time.sleep(0.1)
                 seen[base][user] = headers.get("X-Variant")
                 expected = lists["v1" if headers.get("X-Variant") == "a" else "v2"].get(user)
                 if status != 200 or (expected is not None and body != expected):
@@ -280,6 +289,7 @@ def test_ab_assignment_stable_across_servers_and_split_by_shares(world):
         for t in threads:
             t.join(120)
         assert wrong == []
+        assert degraded[0] < 500, f"{degraded[0]} answers came from the cache"
         first, second = seen.values()
         assert len(first) == len(second) == len(users)
         assert first == second
