@@ -16,7 +16,7 @@ export AIRFLOW__CORE__PARALLELISM ?= 2
 FILE ?=
 FORMAT ?= movietweetings
 SCALE ?= small
-DAYS ?= 3
+DAYS ?= 14
 
 .PHONY: help setup lint format test test-unit bench run stop services-up services-down status \
 	reset replay import-ratings pipeline serve rollback clean simulate metadata-api
@@ -62,7 +62,7 @@ status: ## What is running, where, and its log file
 	@$(PY) -m ops.services status
 
 run: services-up ## The whole system end to end on local services; leaves it running
-	@$(PY) -m ops.run
+	@$(PY) -m ops.run --scale "$(SCALE)" --days "$(DAYS)"
 
 stop: ## Stop everything `make run` started
 	@test ! -x $(PY) || $(PY) -m ops.run --stop
@@ -82,7 +82,7 @@ import-ratings: services-up ## Real ratings into the topic: make import-ratings 
 	@test -n "$(FILE)" || { echo "usage: make import-ratings FILE=ratings.dat FORMAT=movietweetings"; exit 2; }
 	$(PY) -m simulator import-ratings "$(FILE)" --format "$(FORMAT)"
 
-simulate: services-up ## Backfill simulated traffic into the topic: make simulate SCALE=small DAYS=3
+simulate: services-up ## Backfill simulated traffic into the topic: make simulate SCALE=small DAYS=14
 	$(PY) -m simulator backfill --scale "$(SCALE)" --days "$(DAYS)"
 
 metadata-api: setup ## The simulated metadata API on :8090 (foreground)

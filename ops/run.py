@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops.run", description=__doc__)
     parser.add_argument("--stop", action="store_true", help="stop everything make run started")
     parser.add_argument("--scale", default=os.environ.get("SCALE", "small"))
-    parser.add_argument("--days", type=int, default=int(os.environ.get("DAYS", "3")))
+    parser.add_argument("--days", type=int, default=int(os.environ.get("DAYS", "14")))
     parser.add_argument("--rate", type=int, default=int(os.environ.get("RATE", "50")))
     parser.add_argument("--skip-pipeline", action="store_true")
     args = parser.parse_args(argv)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -95,7 +96,12 @@ def pump(
     sent = 0
     started = time.monotonic()
     step = max(1, int(rate // 20)) if rate else None
-    with tqdm(desc=desc, unit=" lines", unit_scale=True, smoothing=0.1) as bar:
+    # In a log file (live traffic under `make run`) a bar redrawn 10 times a second is noise:
+    # redraw it every 30 s there.
+    interval = 0.1 if sys.stderr.isatty() else 30.0
+    with tqdm(
+        desc=desc, unit=" lines", unit_scale=True, smoothing=0.1, mininterval=interval
+    ) as bar:
         for batch in batches:
             keys, values = batch.keys, batch.values
             if step is None:

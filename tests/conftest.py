@@ -3,6 +3,7 @@ one session-scoped Spark. Area-specific fixtures live beside the tests that use 
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 
@@ -69,3 +70,6 @@ def spark():
     session = get_spark("tests", shuffle_partitions=4)
     yield session
     session.stop()
+    # py4j logs "Closing down clientserver connection" from __del__ at interpreter exit,
+    # after pytest has closed its capture streams; that line is noise, not a finding.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
