@@ -1,16 +1,33 @@
-"""Run every benchmark module (benchmarks/bench_*.py), or the ones named on the command line."""
+"""Run every benchmark module (benchmarks/bench_*.py), or the ones named on the command line.
+
+Kafka and Postgres are started first when they are not up (and stopped afterwards, unless
+RECS_KEEP_SERVICES=1), so `make bench` works as the first command on a fresh clone.
+"""
 
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import sys
 import time
 
 import benchmarks
+from ops import services
+
+NEEDED = ("postgres", "kafka")
 
 
 def main(argv: list[str]) -> int:
+    started = services.up(NEEDED, quiet=True)
+    try:
+        return run(argv)
+    finally:
+        if started and os.environ.get("RECS_KEEP_SERVICES") != "1":
+            services.down(started, quiet=True)
+
+
+def run(argv: list[str]) -> int:
     names = argv or sorted(
         m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_")
     )

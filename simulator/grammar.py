@@ -72,16 +72,21 @@ def slug_words(title: str) -> str:
     return "+".join(re.findall(r"[a-z0-9]+", ascii_title))
 
 
+UNKNOWN_YEAR = "0000"  # written where a source title has no year, e.g. MovieLens "Cosmos"
+
+
 def unique_slugs(titles: list[str], years: list[int | None], fallbacks: list[str]) -> list[str]:
     """Movie ids `title+year`, made unique by a `+2`, `+3`… before the year.
 
-    A title with no ASCII letters or digits uses its fallback (e.g. the IMDb id) as words.
+    A title with no ASCII letters or digits uses its fallback (e.g. the IMDb id) as words. A
+    movie without a known year gets UNKNOWN_YEAR, so its id still has the grammar's
+    `title+year` shape (ingestion would otherwise reject every line about it as bad_movie_id).
     """
     seen: set[str] = set()
     out = []
     for title, year, fallback in zip(titles, years, fallbacks, strict=True):
         words = slug_words(title) or fallback
-        tail = f"+{year}" if year else ""
+        tail = f"+{year:04d}" if year else f"+{UNKNOWN_YEAR}"
         slug = f"{words}{tail}"
         n = 1
         while slug in seen:

@@ -67,6 +67,10 @@ def test_slug_helpers():
         "heat+2+1995",
         "tt01+2001",
     ]
+    # no year in the source: still a grammar-valid id, which ingestion parses
+    slugs = unique_slugs(["Cosmos", "Cosmos"], [None, None], ["a", "b"])
+    assert slugs == ["cosmos+0000", "cosmos+2+0000"]
+    assert all(classify(f"2025-03-14T09:26:53,12,GET /data/m/{s}/0.mpg") == "watch" for s in slugs)
 
 
 def test_grammar_classifies_lines():
