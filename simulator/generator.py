@@ -25,6 +25,7 @@ WINDOW_MS = 15 * MINUTE_MS
 DAY_MS = 86_400_000
 WINDOWS_PER_DAY = DAY_MS // WINDOW_MS
 N_ORGANIC = 10  # movies a user considers on their own per session
+N_GENRE_ROW = 4  # of those, drawn from the "row" of the user's favourite genre (by popularity)
 N_RECOMMENDED = 20
 TASTE_WEIGHT = 1.6  # pull of hidden affinity on the choice
 ATTENTION = 1.5  # pull of being recommended at rank 1 (fading to half at rank 20)
@@ -113,7 +114,9 @@ class Simulation:
         self.sessions["serial"] = np.zeros(0, dtype=np.int64)
         self.next_serial = 0
         self.line_faults = LineFaults(self.faults, set(cat.slugs))
+        self.movie_genres = cat.genres
         self._cdf = self._exposure_cdf()
+        self._genre_cdf = self._genre_cdfs()
         self.day_users = np.zeros(0, dtype=np.int64)
         self.day_starts = np.zeros(0, dtype=np.int64)
 
@@ -151,6 +154,31 @@ class Simulation:
         cdf = np.cumsum(weights)
         return cdf / cdf[-1]
 
+    def _genre_cdfs(self) -> np.ndarray:
+        """(N_GENRES, available) exposure CDFs within each genre (a genre row of the UI)."""
+        weights = self.exposure[: self.available].copy()
+        weights[self.n_initial :] *= NEW_MOVIE_BOOST
+        per_genre = np.where(self.movie_genres[: self.available].T, weights[None, :], 0.0)
+        cdf = np.cumsum(per_genre, axis=1)
+        total = cdf[:, -1:]
+        return np.where(total > 0, cdf / np.where(total > 0, total, 1.0), 1.0)
+
+    def _browse(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """(n, N_ORGANIC) movies a user considers on their own: N_GENRE_ROW from the row of
+        their favourite genre (as of now: drift moves it), the rest from the whole catalogue,
+        both weighted by exposure. Real services show such rows, so what people find on their
+        own is already somewhat personal, not only what is globally popular."""
+        n = len(users)
+        organic = np.searchsorted(self._cdf, rng.random((n, N_ORGANIC)), side="right")
+        favourite = np.argmax(self.user_vec[users, :N_GENRES], axis=1)
+        draws = rng.random((n, N_GENRE_ROW))
+        for g in np.unique(favourite):
+            rows = np.flatnonzero(favourite == g)
+            organic[rows, :N_GENRE_ROW] = np.searchsorted(
+                self._genre_cdf[g], draws[rows], side="right"
+            )
+        return np.minimum(organic, self.available - 1)
+
     def _begin_day(self, day: int, day_ms: int) -> None:
         rng = _rng(self.seed, 20, day)
         new_rate = self.faults.get("new_movies", 0.0)
@@ -158,6 +186,7 @@ class Simulation:
             arrivals = int(rng.poisson(new_rate * self.n_initial))
             self.available = min(len(self.slugs), self.available + arrivals)
             self._cdf = self._exposure_cdf()
+            self._genre_cdf = self._genre_cdfs()
         drift_rate = self.faults.get("drift", 0.0)
         if drift_rate > 0 and day > 0:
             users = np.flatnonzero(rng.random(self.n_users) < drift_rate)
@@ -214,8 +243,7 @@ class Simulation:
         if n == 0:
             return
         rec = self._recommended(users, rng)
-        organic = np.searchsorted(self._cdf, rng.random((n, N_ORGANIC)), side="right")
-        organic = np.minimum(organic, self.available - 1)
+        organic = self._browse(users, rng)
         cands = np.hstack([organic, rec])
         valid = cands >= 0
         cands = np.where(valid, cands, 0)
