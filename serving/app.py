@@ -170,6 +170,7 @@ def create_app(state: ServingState | None = None) -> Flask:
             except Unavailable as exc:
                 state.mark_unavailable(exc)
                 return fallback(user_id, request_id, started, exc.reason)
+            state.lookup_ok()
         if items is not None:
             return answer(
                 user_id, request_id, started, "model", items, model_version, variant, reco_version

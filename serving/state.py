@@ -40,6 +40,7 @@ class CachedList:
 
 
 EMPTY_CACHE = CachedList(version="none", items="")
+TIMEOUTS_TO_TRIP = 3  # consecutive statement timeouts that open the breaker
 
 
 class ServingState:
@@ -75,6 +76,7 @@ class ServingState:
         self._stop = threading.Event()
         self._refresher_conn = None
         self._published_labels: tuple[str, str, str] | None = None
+        self._timeouts_in_a_row = 0  # benign races: requests only add and reset
 
     # ------------------------------------------------------------------ lifecycle
     def ensure_started(self) -> None:
@@ -143,14 +145,27 @@ class ServingState:
             self._save_cache_file(self.cache)
         self.db_ok = True
         self.last_error = ""
+        self._timeouts_in_a_row = 0
         self._update_gauges(pointer)
         return True
 
     def mark_unavailable(self, exc: Unavailable) -> None:
-        """A request could not reach the database: trip the breaker if the server is gone."""
+        """A request could not reach the database (it is answered from the cache). Trip the
+        breaker at once when the server is gone, and after TIMEOUTS_TO_TRIP statement timeouts
+        in a row when it is slow: one slow lookup on a busy machine must not send every
+        request to the cache for the next half second."""
         telemetry.DB_FALLBACKS.labels(reason=exc.reason.split(":")[0]).inc()
-        if exc.broken or exc.reason == "statement timeout":
+        if exc.broken:
             self._mark_down(exc.reason)
+        elif exc.reason == "statement timeout":
+            self._timeouts_in_a_row += 1
+            if self._timeouts_in_a_row >= TIMEOUTS_TO_TRIP:
+                self._mark_down(f"{exc.reason} ({self._timeouts_in_a_row} in a row)")
+
+    def lookup_ok(self) -> None:
+        """A lookup answered: the run of timeouts (if any) is over."""
+        if self._timeouts_in_a_row:
+            self._timeouts_in_a_row = 0
 
     def _mark_down(self, reason: str) -> None:
         self.db_ok = False

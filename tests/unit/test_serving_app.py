@@ -58,6 +58,9 @@ class FakeState:
         if exc.broken:
             self.db_ok = False
 
+    def lookup_ok(self) -> None:
+        pass
+
 
 @pytest.fixture
 def store():
@@ -190,3 +193,23 @@ def test_metrics_have_no_user_label(client):
     }
     assert {"source", "status"} <= labels
     assert not {name for name in labels if "user" in name}
+
+
+def test_breaker_trips_on_a_run_of_timeouts_or_at_once_when_broken(tmp_path):
+    from serving.state import TIMEOUTS_TO_TRIP, ServingState
+
+    real = ServingState("postgresql://nobody@127.0.0.1:1/none", tmp_path / "c.json", tmp_path)
+    real.db_ok = True
+    for _ in range(TIMEOUTS_TO_TRIP - 1):
+        real.mark_unavailable(Unavailable("statement timeout"))
+    assert real.db_ok, "a few slow lookups alone must not open the breaker"
+    real.lookup_ok()
+    for _ in range(TIMEOUTS_TO_TRIP - 1):
+        real.mark_unavailable(Unavailable("statement timeout"))
+    assert real.db_ok, "a success in between starts the count again"
+    real.mark_unavailable(Unavailable("statement timeout"))
+    assert not real.db_ok and "in a row" in real.last_error
+
+    real.db_ok = True
+    real.mark_unavailable(Unavailable("query failed: server closed the connection", broken=True))
+    assert not real.db_ok
