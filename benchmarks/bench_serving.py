@@ -1,7 +1,8 @@
 """Serving benchmark: gunicorn (2 workers) driven by wrk over loopback against a 1M-user table.
 
 Scenarios (each ~15 s, random user ids, 10 % of them unknown):
-  normal            the lookup server, Postgres up
+  normal            the lookup server, Postgres up, through TCP and through the Unix socket
+                    alternately (3 rounds each, medians): the transport made no difference
   during publish    the same while a second 1M-user version is loaded (COPY), audited,
                     attached and published by another process
   postgres down     the private cluster stopped: every answer from the in-process cache
@@ -212,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (lookup app)")
     parser.add_argument(
         "--skip", action="append", default=[], help="scenario to skip: scoring, noop, publish"
     )
@@ -241,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             "RECS_VAR_DIR": str(tmp / "var"),
             "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"),
         }
-        server = gunicorn("serving.app:create_app()", port, env)
+        server = gunicorn("serving.app:create_app()", port, env, args.workers)
         wait_http(f"http://127.0.0.1:{port}/readyz")
         run_wrk(port, 3, max_user, tmp, 1)  # warm-up: pools, caches, page cache
 
@@ -252,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             "serving.app:create_app()",
             uport,
             {**env, "SERVING_DATABASE_URL": socket_url(db), "RECS_VAR_DIR": str(tmp / "var-u")},
+            args.workers,
         )
         try:
             wait_http(f"http://127.0.0.1:{uport}/readyz")
@@ -349,7 +352,9 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     print()
     print(
-        f"gunicorn 2 workers (gthread), wrk -t2 -c16, {args.seconds:.0f} s per scenario, "
+        f"gunicorn {args.workers} workers x {os.environ.get('SERVING_THREADS', '4')} threads "
+        f"({os.environ.get('SERVING_WORKER_CLASS', 'gthread')}), wrk -t2 -c16, "
+        f"{args.seconds:.0f} s per scenario, "
         f"{args.users:,} users, load average {os.getloadavg()[0]:.1f}"
     )
     print_table(results)
