@@ -641,8 +641,39 @@ STARTERS = {"postgres": start_postgres, "kafka": start_kafka, "airflow": start_a
 STOPPERS = {"postgres": stop_postgres, "kafka": stop_kafka, "airflow": stop_airflow}
 
 
+RESERVED_PORTS = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
+
+
+def fixed_ports() -> list[int]:
+    """The loopback ports DESIGN.md fixes for our services."""
+    cfg = _cfg()
+    kafka_port = int(cfg.kafka_bootstrap_servers.rsplit(":", 1)[1])
+    metadata_port = int(cfg.metadata_api_url.rstrip("/").rsplit(":", 1)[1])
+    postgres_port = _url_parts(cfg.database_url)[3]
+    return sorted(
+        {int(postgres_port), kafka_port, cfg.airflow_port, cfg.serving_port, metadata_port}
+    )
+
+
+def reserve_ports() -> bool:
+    """Keep our fixed ports out of the kernel's ephemeral range (55432 is inside it), so an
+    outgoing connection of any process can never hold one when a service binds it. Needs
+    root; elsewhere it does nothing (the collision is rare, and the start error names it)."""
+    try:
+        current = RESERVED_PORTS.read_text().strip()
+        have = {p for p in current.split(",") if p}
+        wanted = {str(p) for p in fixed_ports()}
+        if wanted <= have:
+            return True
+        RESERVED_PORTS.write_text(",".join(sorted(have | wanted, key=lambda p: p.split("-")[0])))
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def up(names=ALL, quiet: bool = False) -> list[str]:
     """Start `names` in dependency order; return the ones started now (not already up)."""
+    reserve_ports()
     started = []
     for name in ALL:
         if name in names and STARTERS[name](quiet=quiet):

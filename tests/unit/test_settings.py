@@ -35,3 +35,11 @@ def test_bad_number_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("SERVING_PORT", "eighty")
     with pytest.raises(ValueError):
         settings.load()
+
+
+def test_fixed_ports_are_the_ones_reserved_from_the_ephemeral_range(monkeypatch):
+    from ops import services
+
+    for name in settings.DEFAULTS:
+        monkeypatch.delenv(name, raising=False)
+    assert services.fixed_ports() == [8080, 8082, 8090, 9092, 55432]
