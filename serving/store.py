@@ -65,7 +65,12 @@ def connect(
         application_name="recs-serving",
         options=(
             f"-c statement_timeout={int(statement_timeout_ms)} "
-            "-c default_transaction_read_only=on -c lock_timeout=0"
+            "-c default_transaction_read_only=on -c lock_timeout=0 "
+            # The lookup runs on the partitioned parent; left to `auto`, Postgres re-plans it
+            # on every EXECUTE (0.04-0.06 ms a call, more with more partitions attached). The
+            # generic plan prunes partitions at executor start instead. Measured per lookup
+            # round trip: 164 -> 152 us with one partition, 174 -> ~130 us with two.
+            "-c plan_cache_mode=force_generic_plan"
         ),
     )
     conn.autocommit = True
