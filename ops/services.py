@@ -647,12 +647,10 @@ RESERVED_PORTS = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
 def fixed_ports() -> list[int]:
     """The loopback ports DESIGN.md fixes for our services."""
     cfg = _cfg()
-    kafka_port = int(cfg.kafka_bootstrap_servers.rsplit(":", 1)[1])
-    metadata_port = int(cfg.metadata_api_url.rstrip("/").rsplit(":", 1)[1])
     postgres_port = _url_parts(cfg.database_url)[3]
-    return sorted(
-        {int(postgres_port), kafka_port, cfg.airflow_port, cfg.serving_port, metadata_port}
-    )
+    kafka_port = _kafka_host_port()[1]
+    metadata_port = urlsplit(cfg.metadata_api_url).port
+    return sorted({postgres_port, kafka_port, cfg.airflow_port, cfg.serving_port, metadata_port})
 
 
 def reserve_ports() -> bool:
@@ -665,7 +663,8 @@ def reserve_ports() -> bool:
         wanted = {str(p) for p in fixed_ports()}
         if wanted <= have:
             return True
-        RESERVED_PORTS.write_text(",".join(sorted(have | wanted, key=lambda p: p.split("-")[0])))
+        ranges = sorted(have | wanted, key=lambda p: int(p.split("-")[0]))  # "a" or "a-b"
+        RESERVED_PORTS.write_text(",".join(ranges))
         return True
     except (OSError, ValueError):
         return False

@@ -115,8 +115,7 @@ class Simulation:
         self.next_serial = 0
         self.line_faults = LineFaults(self.faults, set(cat.slugs))
         self.movie_genres = cat.genres
-        self._cdf = self._exposure_cdf()
-        self._genre_cdf = self._genre_cdfs()
+        self._refresh_exposure()
         self.day_users = np.zeros(0, dtype=np.int64)
         self.day_starts = np.zeros(0, dtype=np.int64)
 
@@ -148,20 +147,17 @@ class Simulation:
 
     # ---- per day ----------------------------------------------------------------------
 
-    def _exposure_cdf(self) -> np.ndarray:
+    def _refresh_exposure(self) -> None:
+        """The exposure CDFs over the available movies: the whole catalogue (`_cdf`) and each
+        genre's row of the UI (`_genre_cdf`, N_GENRES x available); new movies boosted."""
         weights = self.exposure[: self.available].copy()
         weights[self.n_initial :] *= NEW_MOVIE_BOOST
         cdf = np.cumsum(weights)
-        return cdf / cdf[-1]
-
-    def _genre_cdfs(self) -> np.ndarray:
-        """(N_GENRES, available) exposure CDFs within each genre (a genre row of the UI)."""
-        weights = self.exposure[: self.available].copy()
-        weights[self.n_initial :] *= NEW_MOVIE_BOOST
+        self._cdf = cdf / cdf[-1]
         per_genre = np.where(self.movie_genres[: self.available].T, weights[None, :], 0.0)
         cdf = np.cumsum(per_genre, axis=1)
         total = cdf[:, -1:]
-        return np.where(total > 0, cdf / np.where(total > 0, total, 1.0), 1.0)
+        self._genre_cdf = np.where(total > 0, cdf / np.where(total > 0, total, 1.0), 1.0)
 
     def _browse(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """(n, N_ORGANIC) movies a user considers on their own: N_GENRE_ROW from the row of
@@ -185,8 +181,7 @@ class Simulation:
         if new_rate > 0 and day > 0:
             arrivals = int(rng.poisson(new_rate * self.n_initial))
             self.available = min(len(self.slugs), self.available + arrivals)
-            self._cdf = self._exposure_cdf()
-            self._genre_cdf = self._genre_cdfs()
+            self._refresh_exposure()
         drift_rate = self.faults.get("drift", 0.0)
         if drift_rate > 0 and day > 0:
             users = np.flatnonzero(rng.random(self.n_users) < drift_rate)

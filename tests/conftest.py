@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from contextlib import contextmanager
 
 import pytest
 
@@ -49,17 +50,26 @@ def kafka(local_services, settings) -> str:
     return settings.kafka_bootstrap_servers
 
 
-@pytest.fixture
-def kafka_topic(kafka) -> str:
-    """A fresh, uniquely named topic (3 partitions) for one test, deleted afterwards."""
+@contextmanager
+def fresh_topic(kafka: str):
+    """A uniquely named topic (3 partitions), deleted when the block ends."""
     from confluent_kafka.admin import AdminClient
 
     name = f"test-{uuid.uuid4().hex[:12]}"
     services.create_topic(kafka, name, partitions=3)
-    yield name
-    admin = AdminClient({"bootstrap.servers": kafka})
-    for future in admin.delete_topics([name], operation_timeout=10).values():
-        future.result()  # keep the client alive until the broker has answered
+    try:
+        yield name
+    finally:
+        admin = AdminClient({"bootstrap.servers": kafka})
+        for future in admin.delete_topics([name], operation_timeout=10).values():
+            future.result()  # keep the client alive until the broker has answered
+
+
+@pytest.fixture
+def kafka_topic(kafka) -> str:
+    """A fresh topic for one test, deleted afterwards."""
+    with fresh_topic(kafka) as name:
+        yield name
 
 
 @pytest.fixture(scope="session")

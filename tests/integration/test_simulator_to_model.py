@@ -14,7 +14,9 @@ import pytest
 
 from jobs import dataset, ingest, registry, train
 from jobs.models import families
+from ops import services
 from simulator.world import World
+from tests.conftest import fresh_topic
 from tests.integration.test_ingest import private_state
 from tests.integration.test_registry import private_registry
 
@@ -26,40 +28,29 @@ FAMILIES = {"popularity": {"window_days": 30}, "item_knn": {"neighbours": 50, "s
 
 @pytest.fixture(scope="module")
 def trained(kafka, postgres, spark, tmp_path_factory):
-    """{family: (model_version, registry row)} and the dataset, all in private state."""
-    from _pytest.monkeypatch import MonkeyPatch
-
-    from ops import services
-
+    """(dataset path, {family: registry row}), everything in private state and a fresh topic."""
     tmp = tmp_path_factory.mktemp("sim2model")
-    topic = f"test-sim2model-{tmp.name[-6:]}"
-    services.create_topic(kafka, topic, partitions=3)
-    patch = MonkeyPatch()
-    try:
-        with private_state(postgres, tmp / "var", patch):
-            cmd = [
-                sys.executable, "-m", "simulator", "backfill", "--scale", SCALE,
-                "--days", str(DAYS), "--start", "2025-03-01", "--topic", topic,
-                "--bootstrap", kafka,
-            ]  # fmt: skip
-            subprocess.run(cmd, check=True, capture_output=True, cwd=services.REPO, timeout=300)
-            snapshot = ingest.ingest(topic=topic)
-            assert snapshot.new and snapshot.manifest["row_counts"]["rejects"] == 0
-            path = dataset.build_dataset([snapshot.path], tmp / "ds", window_days=None, spark=spark)
-            with private_registry(postgres) as url:
-                versions = {
-                    family: train.train(path, family, params, database_url=url, models_dir=tmp)
-                    for family, params in FAMILIES.items()
-                }
-                rows = {f: registry.get(v, url) for f, v in versions.items()}
-        yield path, rows
-    finally:
-        patch.undo()
-        from confluent_kafka.admin import AdminClient
-
-        admin = AdminClient({"bootstrap.servers": kafka})
-        for future in admin.delete_topics([topic], operation_timeout=10).values():
-            future.result()
+    with (
+        fresh_topic(kafka) as topic,
+        pytest.MonkeyPatch.context() as patch,
+        private_state(postgres, tmp / "var", patch),
+    ):
+        cmd = [
+            sys.executable, "-m", "simulator", "backfill", "--scale", SCALE,
+            "--days", str(DAYS), "--start", "2025-03-01", "--topic", topic,
+            "--bootstrap", kafka,
+        ]  # fmt: skip
+        subprocess.run(cmd, check=True, capture_output=True, cwd=services.REPO, timeout=300)
+        snapshot = ingest.ingest(topic=topic)
+        assert snapshot.new and snapshot.manifest["row_counts"]["rejects"] == 0
+        path = dataset.build_dataset([snapshot.path], tmp / "ds", window_days=None, spark=spark)
+        with private_registry(postgres) as url:
+            versions = {
+                family: train.train(path, family, params, database_url=url, models_dir=tmp)
+                for family, params in FAMILIES.items()
+            }
+            rows = {f: registry.get(v, url) for f, v in versions.items()}
+    return path, rows
 
 
 def test_best_model_beats_popularity_on_the_simulated_stream(trained):
