@@ -7,12 +7,14 @@ merges them. No metric has a per-user label.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import queue
+import threading
+import time
 from datetime import UTC, datetime
-from logging.handlers import QueueHandler, QueueListener, RotatingFileHandler
 from pathlib import Path
 
 from prometheus_client import (
@@ -25,7 +27,7 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as prom_multiprocess
 
-PREDICTION_LOGGER = "recs.predictions"
+log = logging.getLogger("recs.serving")
 LOG_MAX_BYTES = 50 * 1024 * 1024
 LOG_BACKUPS = 5
 
@@ -74,53 +76,108 @@ def metrics_payload() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST
 
 
-class _RecordQueueHandler(QueueHandler):
-    """Enqueue the record untouched: formatting (JSON encoding) happens on the listener thread."""
-
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        return record
-
-
-class JsonLineFormatter(logging.Formatter):
-    """One JSON object per line: the record's dict payload plus its creation time."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        payload = record.msg if isinstance(record.msg, dict) else {"message": record.getMessage()}
-        stamped = {"time": datetime.fromtimestamp(record.created, UTC).isoformat()}
-        stamped.update(payload)
-        return json.dumps(stamped, separators=(",", ":"), default=str)
-
-
 class PredictionLog:
-    """A per-process, rotated JSON-lines file fed through a queue by a listener thread."""
+    """A per-process, rotated JSON-lines file written in batches by one background thread.
 
-    def __init__(self, log_dir: Path) -> None:
+    The request path only enqueues a (time, dict) pair; the writer wakes every
+    `flush_interval_s`, encodes what is queued and writes it with one call. (The logging
+    module's QueueHandler/RotatingFileHandler chain cost a LogRecord per request and a write
+    plus a seek per record.) Rotation keeps `backups` old files of at most `max_bytes` each.
+    """
+
+    def __init__(
+        self,
+        log_dir: Path,
+        max_bytes: int = LOG_MAX_BYTES,
+        backups: int = LOG_BACKUPS,
+        flush_interval_s: float = 0.05,
+    ) -> None:
         self.path = Path(log_dir) / f"predictions-{os.getpid()}.jsonl"
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self.flush_interval_s = flush_interval_s
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._logger = logging.getLogger(f"{PREDICTION_LOGGER}.{os.getpid()}")
-        self._logger.propagate = False
-        self._logger.setLevel(logging.INFO)
-        self._listener: QueueListener | None = None
+        self._thread: threading.Thread | None = None
+        self._file = None
+        self._size = 0
 
     def start(self) -> None:
         """Open the file and start the writer thread."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handler = RotatingFileHandler(
-            self.path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
-        )
-        handler.setFormatter(JsonLineFormatter())
-        self._listener = QueueListener(self._queue, handler)
-        self._listener.start()
-        self._logger.handlers[:] = [_RecordQueueHandler(self._queue)]
+        self._file = open(self.path, "ab")  # noqa: SIM115 - closed by stop()
+        self._size = self._file.tell()
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
 
     def write(self, payload: dict) -> None:
-        """Queue one prediction record (returns at once; the listener writes it)."""
-        self._logger.info(payload)
+        """Queue one prediction record (returns at once; the writer thread writes it)."""
+        self._queue.put((time.time(), payload))
 
     def stop(self) -> None:
         """Flush what is queued and stop the writer thread."""
-        if self._listener is not None:
-            self._listener.stop()
-            for handler in self._listener.handlers:
-                handler.close()
-            self._listener = None
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout=10)
+            self._thread = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            if batch[0] is not _STOP:
+                time.sleep(self.flush_interval_s)  # let a batch build up: one write per wake
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    batch.append(self._queue.get_nowait())
+            lines = [_json_line(item).encode("utf-8") for item in batch if item is not _STOP]
+            try:
+                self._emit(lines)
+            except OSError:
+                # A full disk must not stop serving; say so on the error log and go on.
+                log.exception("prediction log: could not write %d records", len(lines))
+            if any(item is _STOP for item in batch):
+                return
+
+    def _emit(self, lines: list[bytes]) -> None:
+        """Write the batch in one call, rotating first wherever a line would pass max_bytes."""
+        chunk: list[bytes] = []
+        pending = 0
+        for line in lines:
+            if self._size + pending + len(line) > self.max_bytes and self._size + pending:
+                self._write(chunk, pending)
+                chunk, pending = [], 0
+                self._rotate()
+            chunk.append(line)
+            pending += len(line)
+        self._write(chunk, pending)
+
+    def _write(self, chunk: list[bytes], size: int) -> None:
+        if chunk:
+            self._file.write(b"".join(chunk))
+            self._file.flush()
+            self._size += size
+
+    def _rotate(self) -> None:
+        self._file.close()
+        for index in range(self.backups - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{index}")
+            if older.exists():
+                older.replace(self.path.with_name(f"{self.path.name}.{index + 1}"))
+        if self.backups > 0:
+            self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+        else:
+            self.path.unlink(missing_ok=True)
+        self._file = open(self.path, "ab")  # noqa: SIM115 - closed by stop()
+        self._size = 0
+
+
+_STOP = object()
+
+
+def _json_line(item: tuple[float, dict]) -> str:
+    created, payload = item
+    stamped = {"time": datetime.fromtimestamp(created, UTC).isoformat()}
+    stamped.update(payload)
+    return json.dumps(stamped, separators=(",", ":"), default=str) + "\n"
