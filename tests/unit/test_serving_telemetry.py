@@ -31,9 +31,21 @@ def test_rotation_keeps_the_configured_backups_and_loses_no_record(tmp_path):
     files = sorted(tmp_path.glob("predictions-*"))
     assert sorted(_age(p) for p in files) == [0, 1, 2]
     assert all(p.stat().st_size <= 4_000 for p in files)
-    # With 2 backups some early records are rotated away; what remains is the newest, in order.
+    # 60 records of ~130 bytes fit in the three files: read oldest first, all are there, in order.
     kept = [r["user_id"] for r in _records(reversed(sorted(files, key=_age)))]
-    assert kept == sorted(kept) and kept[-1] == 59
+    assert kept == list(range(60))
+
+
+def test_rotation_past_the_backups_drops_the_oldest_records_only(tmp_path):
+    log = PredictionLog(tmp_path, max_bytes=4_000, backups=2, flush_interval_s=0.0)
+    log.start()
+    for i in range(150):  # ~19 KB: more than the three 4 KB files hold
+        log.write({"user_id": i, "items": "x" * 100})
+    log.stop()
+    files = sorted(tmp_path.glob("predictions-*"), key=_age, reverse=True)
+    assert len(files) == 3
+    kept = [r["user_id"] for r in _records(files)]
+    assert kept[0] > 0 and kept == list(range(kept[0], 150))
 
 
 def _age(path) -> int:
