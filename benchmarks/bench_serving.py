@@ -1,8 +1,9 @@
 """Serving benchmark: gunicorn (2 workers) driven by wrk over loopback against a 1M-user table.
 
 Scenarios (each ~15 s, random user ids, 10 % of them unknown):
-  normal            the lookup server, Postgres up, through TCP and through the Unix socket
-                    alternately (3 rounds each, medians): the transport made no difference
+  normal            the lookup server, Postgres up, with its default worker class (sync with a
+                    client deadline, serving/workers.py) and with gunicorn's gthread (4 threads,
+                    keep-alive) alternately (3 rounds each, medians): a side-by-side ratio
   during publish    the same while a second 1M-user version is loaded (COPY), audited,
                     attached and published by another process
   postgres down     the private cluster stopped: every answer from the in-process cache
@@ -33,6 +34,7 @@ sys.path.insert(0, str(REPO))
 N_MOVIES = 27_000
 RANK = 64
 K = 20
+WORKER_LABEL = os.environ.get("SERVING_WORKER_CLASS", "sync + deadline")
 
 LUA = """
 math.randomseed(%(seed)d)
@@ -211,13 +213,6 @@ def lookup_round_trips(url: str, n_users: int, n: int = 20_000) -> dict[str, flo
     return {mode: sorted(v)[1] for mode, v in times.items()}
 
 
-def socket_url(db) -> str:
-    """The reader's URL through the cluster's Unix-domain socket (trust auth on the socket)."""
-    from serving.harness import DATABASE, READER
-
-    return f"postgresql://{READER[0]}@/{DATABASE}?host={db.cluster.socket_dir}&port={db.port}"
-
-
 def median_run(runs: list[dict]) -> dict:
     """The run with the median requests/s (its latencies with it); errors summed over all."""
     middle = sorted(runs, key=lambda r: r["req/s"])[len(runs) // 2]
@@ -275,27 +270,27 @@ def main(argv: list[str] | None = None) -> int:
         wait_http(f"http://127.0.0.1:{port}/readyz")
         run_wrk(port, 3, max_user, tmp, 1)  # warm-up: pools, caches, page cache
 
-        # The same server configuration over a Unix-domain socket instead of TCP loopback,
-        # run alternately with the TCP one (3 rounds each, medians): a side-by-side ratio.
-        uport = free_port()
-        unix = gunicorn(
+        # The same app under gunicorn's gthread worker (keep-alive, 4 threads), run alternately
+        # with the default one (3 rounds each, medians): the worker-class choice as a ratio.
+        gport = free_port()
+        gthread = gunicorn(
             "serving.app:create_app()",
-            uport,
-            {**env, "SERVING_DATABASE_URL": socket_url(db), "RECS_VAR_DIR": str(tmp / "var-u")},
+            gport,
+            {**env, "SERVING_WORKER_CLASS": "gthread", "RECS_VAR_DIR": str(tmp / "var-g")},
             args.workers,
         )
         try:
-            wait_http(f"http://127.0.0.1:{uport}/readyz")
-            run_wrk(uport, 3, max_user, tmp, 1)
-            print("scenario: normal, TCP and Unix socket alternately (3 rounds)", flush=True)
-            tcp_runs, unix_runs = [], []
+            wait_http(f"http://127.0.0.1:{gport}/readyz")
+            run_wrk(gport, 3, max_user, tmp, 1)
+            print("scenario: normal, default worker and gthread alternately (3 rounds)", flush=True)
+            sync_runs, gthread_runs = [], []
             for r in range(3):
-                tcp_runs.append(run_wrk(port, args.seconds, max_user, tmp, 20 + r))
-                unix_runs.append(run_wrk(uport, args.seconds, max_user, tmp, 30 + r))
+                sync_runs.append(run_wrk(port, args.seconds, max_user, tmp, 20 + r))
+                gthread_runs.append(run_wrk(gport, args.seconds, max_user, tmp, 30 + r))
         finally:
-            stop(unix)
-        results.append(("lookup, normal (TCP)", median_run(tcp_runs)))
-        results.append(("lookup, normal (Unix socket)", median_run(unix_runs)))
+            stop(gthread)
+        results.append((f"lookup, normal ({WORKER_LABEL})", median_run(sync_runs)))
+        results.append(("lookup, normal (gthread x 4)", median_run(gthread_runs)))
 
         if "publish" not in args.skip:
             print("scenario: during a publish (1M-user WAP in another process)", flush=True)
@@ -380,12 +375,21 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     print()
     print(
-        f"gunicorn {args.workers} workers x {os.environ.get('SERVING_THREADS', '4')} threads "
-        f"({os.environ.get('SERVING_WORKER_CLASS', 'gthread')}), wrk -t2 -c16, "
+        f"gunicorn {args.workers} workers ({WORKER_LABEL}), wrk -t2 -c16, "
         f"{args.seconds:.0f} s per scenario, "
         f"{args.users:,} users, load average {os.getloadavg()[0]:.1f}"
     )
     print_table(results)
+    by_name = dict(results)
+    lookup = by_name[f"lookup, normal ({WORKER_LABEL})"]["req/s"]
+    gthread_rps = by_name["lookup, normal (gthread x 4)"]["req/s"]
+    ratios = [f"{WORKER_LABEL} / gthread {lookup / gthread_rps:.2f}"]
+    if "no-op Flask (ceiling)" in by_name:
+        ceiling = by_name["no-op Flask (ceiling)"]["req/s"]
+        ratios.append(
+            f"lookup / no-op ceiling {lookup / ceiling:.2f} (DESIGN: 3,000 / 5,000 = 0.60)"
+        )
+    print("ratios of req/s: " + "; ".join(ratios))
     print(
         "one lookup round trip on one connection (median of 3 x 20,000): "
         f"plan_cache_mode=auto {round_trips['auto']:.0f} us, "

@@ -1,7 +1,9 @@
 """gunicorn settings for the serving tier (`gunicorn -c serving/gunicorn_conf.py …`).
 
 Everything comes from the environment: SERVING_HOST (127.0.0.1), SERVING_PORT (8082),
-SERVING_WORKERS (2), SERVING_THREADS (4), SERVING_ACCESS_LOG (unset = off; "-" = stdout).
+SERVING_WORKERS (2), SERVING_WORKER_CLASS (serving.workers.DeadlineSyncWorker: gunicorn's sync
+worker with a 2 s client deadline, SERVING_CLIENT_TIMEOUT_S; see serving/workers.py for why),
+SERVING_THREADS (gthread only, 4), SERVING_ACCESS_LOG (unset = off; "-" = stdout).
 Prometheus multiprocess mode needs PROMETHEUS_MULTIPROC_DIR set before prometheus_client is
 imported; this file is read before the app is loaded, so it sets it here.
 """
@@ -21,9 +23,10 @@ _cfg = settings_mod.load()
 
 bind = f"{os.environ.get('SERVING_HOST', '127.0.0.1')}:{_cfg.serving_port}"
 workers = int(os.environ.get("SERVING_WORKERS", "2"))
-worker_class = os.environ.get("SERVING_WORKER_CLASS", "gthread")
-threads = int(os.environ.get("SERVING_THREADS", "4"))
-keepalive = 5
+worker_class = os.environ.get("SERVING_WORKER_CLASS", "serving.workers.DeadlineSyncWorker")
+# Threads only mean something to gthread (gunicorn turns "sync" with threads > 1 into gthread).
+threads = int(os.environ.get("SERVING_THREADS", "4")) if worker_class == "gthread" else 1
+keepalive = 5  # keep-alive worker classes only; the sync worker closes after each answer
 timeout = 30
 graceful_timeout = 10
 preload_app = True

@@ -97,6 +97,9 @@ class ReadOnlyStore:
         self._idle: list = []
         self._open = 0
         self._lock = threading.Lock()
+        # 'EXECUTE serving_lookup ('<version>', ' quoted once per reco version: a request then
+        # only appends its (already validated) integer id, with no parameter interpolation.
+        self._prefixes: dict[str, bytes] = {}
 
     # ------------------------------------------------------------------ pool
     def _acquire(self):
@@ -142,7 +145,10 @@ class ReadOnlyStore:
         broken = False
         try:
             with conn.cursor() as cur:
-                cur.execute("EXECUTE serving_lookup (%s, %s)", (reco_version, user_id))
+                prefix = self._prefixes.get(reco_version)
+                if prefix is None:
+                    prefix = self._prefix(cur, reco_version)
+                cur.execute(prefix + b"%d)" % int(user_id))
                 row = cur.fetchone()
             return row[0] if row else None
         except psycopg2.extensions.QueryCanceledError as exc:
@@ -152,6 +158,13 @@ class ReadOnlyStore:
             raise Unavailable(f"query failed: {first_line(exc)}", broken=True) from exc
         finally:
             self._release(conn, broken)
+
+    def _prefix(self, cur, reco_version: str) -> bytes:
+        prefix = cur.mogrify("EXECUTE serving_lookup (%s, ", (reco_version,))
+        if len(self._prefixes) >= 16:  # versions change rarely; never let this grow unbounded
+            self._prefixes.clear()
+        self._prefixes[reco_version] = prefix
+        return prefix
 
 
 def read_pointer(conn) -> Pointer:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import threading
 import time
 from datetime import UTC, datetime
@@ -171,6 +172,44 @@ def test_health_version_metrics_and_prediction_log(world, client):
     assert record["source"] == "popular"
     assert record["items"] == ",".join(POPULAR)
     assert {"time", "request_id", "variant", "model_version", "latency_ms"} <= set(record)
+
+
+def test_idle_and_slow_clients_cannot_hold_the_workers(world, client):
+    """The sync workers serve one connection at a time, so a client that connects and sends
+    nothing (or half a request) is dropped after SERVING_CLIENT_TIMEOUT_S (1 s) instead of
+    holding a worker; it costs one warning line, not a traceback."""
+    db, server, lists = world
+    serve_v1(db, server)
+    address = ("127.0.0.1", server.port)
+    bad = [socket.create_connection(address, timeout=10) for _ in range(2)]
+    bad.append(socket.create_connection(address, timeout=10))
+    bad[-1].sendall(b"GET /recommend/1 HTTP/1.1\r\nHost: x\r\n")  # never finished
+    try:
+        started = time.monotonic()
+        status, headers, body = client.get("/recommend/1")
+        waited = time.monotonic() - started
+        assert (status, headers["X-Rec-Source"]) == (200, "model")
+        assert body == lists["v1"][1]
+        # Three bad connections ahead of it on two workers: about one deadline, never 30 s.
+        assert waited < 3.5, f"a good request waited {waited:.1f} s behind idle clients"
+        for sock in bad:
+            assert sock.recv(100) == b"", "the server answered a request it never received"
+    finally:
+        for sock in bad:
+            sock.close()
+    log = wait_for(
+        lambda: (
+            text
+            if (text := (server.log_dir / "gunicorn.log").read_text()).count(
+                "dropped a client that sent no complete request within 1 s"
+            )
+            >= 3
+            else None
+        ),
+        5,
+        "three deadline warnings",
+    )
+    assert "Socket error processing request" not in log
 
 
 def hammer(base_url: str, stop: threading.Event, results: list, users, seed: int) -> None:

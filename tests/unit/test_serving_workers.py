@@ -1,0 +1,67 @@
+"""The serving worker's pieces that need no server: the deadline setting and the close."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from serving import workers
+
+
+def test_client_timeout_defaults_to_one_second(monkeypatch):
+    monkeypatch.delenv("SERVING_CLIENT_TIMEOUT_S", raising=False)
+    assert workers.client_timeout_s() == 1.0
+    monkeypatch.setenv("SERVING_CLIENT_TIMEOUT_S", "0.25")
+    assert workers.client_timeout_s() == 0.25
+
+
+@pytest.mark.parametrize("raw", ["abc", "0", "-1"])
+def test_client_timeout_rejects_nonsense(monkeypatch, raw):
+    monkeypatch.setenv("SERVING_CLIENT_TIMEOUT_S", raw)
+    with pytest.raises(ValueError, match="SERVING_CLIENT_TIMEOUT_S"):
+        workers.client_timeout_s()
+
+
+def tcp_pair() -> tuple[socket.socket, socket.socket]:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+    return client, server
+
+
+def test_close_after_answer_delivers_the_answer_without_waiting_for_the_client():
+    client, server = tcp_pair()
+    try:
+        # The client sent more than the server read (the case a plain close turns into a
+        # RST that can destroy the answer in flight), and it never closes its side.
+        client.sendall(b"GET /recommend/1 HTTP/1.1\r\n\r\n" + b"x" * 3000)
+        time.sleep(0.05)
+        server.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n1,2,3")
+        started = time.monotonic()
+        workers.close_after_answer(server)
+        assert time.monotonic() - started < 0.1  # gunicorn's close_graceful lingers up to 2 s
+        assert server.fileno() == -1
+        received = b""
+        client.settimeout(5)
+        while chunk := client.recv(4096):  # ConnectionResetError here would be the RST
+            received += chunk
+        assert received.endswith(b"\r\n\r\n1,2,3")
+    finally:
+        client.close()
+
+
+def test_close_after_answer_tolerates_a_client_that_is_gone():
+    client, server = tcp_pair()
+    client.close()
+    done = threading.Event()
+
+    def close() -> None:
+        workers.close_after_answer(server)
+        done.set()
+
+    threading.Thread(target=close).start()
+    assert done.wait(2)
+    assert server.fileno() == -1
