@@ -174,10 +174,12 @@ class PredictionLog:
 
 
 _STOP = object()
+# One encoder for every record: json.dumps with options builds a new encoder on each call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
 
 
 def _json_line(item: tuple[float, dict]) -> str:
     created, payload = item
     stamped = {"time": datetime.fromtimestamp(created, UTC).isoformat()}
     stamped.update(payload)
-    return json.dumps(stamped, separators=(",", ":"), default=str) + "\n"
+    return _ENCODER.encode(stamped) + "\n"

@@ -1,5 +1,5 @@
 """The gunicorn worker class the serving tier runs: gunicorn's sync worker with a client
-deadline and an immediate close after each answer.
+deadline, a corked socket and an immediate close after each answer.
 
 Why sync (measured in `make bench BENCH=bench_serving`, which runs both side by side): a sync
 worker takes one request at a time from the shared listen queue and closes the connection
@@ -99,5 +99,8 @@ class DeadlineSyncWorker(SyncWorker):
         client.setblocking(True)
         client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, self.client_deadline)
         client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, self.client_deadline)
+        # gunicorn writes the head and the body with two calls; corked, they leave as one
+        # segment together with the FIN when close_after_answer shuts the socket down.
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
         util.close_on_exec(client)
         self.handle(listener, client, addr)
