@@ -27,6 +27,8 @@ worker_class = os.environ.get("SERVING_WORKER_CLASS", "serving.workers.DeadlineS
 # Threads only mean something to gthread (gunicorn turns "sync" with threads > 1 into gthread).
 threads = int(os.environ.get("SERVING_THREADS", "4")) if worker_class == "gthread" else 1
 keepalive = 5  # keep-alive worker classes only; the sync worker closes after each answer
+# Workers touch a heartbeat file on every request; keep it in memory, not on the disk.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 timeout = 30
 graceful_timeout = 10
 preload_app = True
