@@ -75,6 +75,17 @@ def env(name: str) -> str:
     return os.environ.get(name) or DEFAULTS[name]
 
 
+def env_number(name: str, default: float) -> float:
+    """A numeric tuning knob from the environment (unset or empty: `default`)."""
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name}={raw!r} is not a number") from exc
+
+
 def load() -> Settings:
     """Read all settings from the environment now."""
     return Settings(

@@ -32,16 +32,6 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}", re.ASCII)
 STATE_KEY = "recs_serving"
 
 
-def _env_number(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name}={raw!r} is not a number") from exc
-
-
 def _git_commit() -> str:
     """The commit this code runs from (GIT_COMMIT wins; `git` is asked once, at start-up)."""
     if os.environ.get("GIT_COMMIT"):
@@ -86,9 +76,9 @@ def create_app(state: ServingState | None = None) -> Flask:
             url=cfg.serving_database_url,
             cache_file=cfg.var_dir / "serving" / "popular_cache.json",
             log_dir=cfg.log_dir,
-            refresh_s=_env_number("SERVING_REFRESH_S", 2.0),
-            pool_size=int(_env_number("SERVING_POOL_SIZE", 4)),
-            statement_timeout_ms=int(_env_number("SERVING_STATEMENT_TIMEOUT_MS", 50)),
+            refresh_s=settings_mod.env_number("SERVING_REFRESH_S", 2.0),
+            pool_size=int(settings_mod.env_number("SERVING_POOL_SIZE", 4)),
+            statement_timeout_ms=int(settings_mod.env_number("SERVING_STATEMENT_TIMEOUT_MS", 50)),
         )
     commit = _git_commit()
     app = Flask(__name__)

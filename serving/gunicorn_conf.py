@@ -2,7 +2,7 @@
 
 Everything comes from the environment: SERVING_HOST (127.0.0.1), SERVING_PORT (8082),
 SERVING_WORKERS (2), SERVING_WORKER_CLASS (serving.workers.DeadlineSyncWorker: gunicorn's sync
-worker with a 2 s client deadline, SERVING_CLIENT_TIMEOUT_S; see serving/workers.py for why),
+worker with a 1 s client deadline, SERVING_CLIENT_TIMEOUT_S; see serving/workers.py for why),
 SERVING_THREADS (gthread only, 4), SERVING_ACCESS_LOG (unset = off; "-" = stdout).
 Prometheus multiprocess mode needs PROMETHEUS_MULTIPROC_DIR set before prometheus_client is
 imported; this file is read before the app is loaded, so it sets it here.

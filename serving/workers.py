@@ -19,24 +19,21 @@ buffering proxy, as any sync-worker server does.
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import struct
 
 from gunicorn import util
 from gunicorn.workers.sync import SyncWorker
 
+from jobs import settings as settings_mod
+
 DEFAULT_CLIENT_TIMEOUT_S = 1.0
 
 
 def client_timeout_s() -> float:
-    raw = os.environ.get("SERVING_CLIENT_TIMEOUT_S") or str(DEFAULT_CLIENT_TIMEOUT_S)
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ValueError(f"SERVING_CLIENT_TIMEOUT_S={raw!r} is not a number") from exc
+    value = settings_mod.env_number("SERVING_CLIENT_TIMEOUT_S", DEFAULT_CLIENT_TIMEOUT_S)
     if value <= 0:
-        raise ValueError(f"SERVING_CLIENT_TIMEOUT_S={raw!r} must be > 0")
+        raise ValueError(f"SERVING_CLIENT_TIMEOUT_S={value:g} must be > 0")
     return value
 
 
@@ -57,7 +54,7 @@ class _DeadlineLogFilter(logging.Filter):
         return True
 
 
-def close_after_answer(sock, timeout: float = 0.0, max_drain: int = 65536) -> None:
+def close_after_answer(sock, max_drain: int = 65536) -> None:
     """Close a client connection once its answer is written, without lingering.
 
     gunicorn's `util.close_graceful` half-closes and then waits (up to 2 s) for the client's
