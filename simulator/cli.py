@@ -10,6 +10,7 @@ from pathlib import Path
 
 from jobs import settings as settings_mod
 from simulator.faults import ALL_KINDS, RATE_MEANING, parse_faults
+from simulator.generator import CHURN_LIVE_DAYS, SHAPES
 
 
 def _world_args(p: argparse.ArgumentParser) -> None:
@@ -26,6 +27,13 @@ def _sink_args(p: argparse.ArgumentParser) -> None:
 def _stream_args(p: argparse.ArgumentParser) -> None:
     _world_args(p)
     _sink_args(p)
+    p.add_argument(
+        "--shape",
+        default="stable",
+        choices=SHAPES,
+        help="stable: every user active all along; churn: users arrive over the run (over "
+        f"{CHURN_LIVE_DAYS} days when it has no end) and stay for days to weeks",
+    )
     p.add_argument(
         "--fault",
         action="append",
@@ -115,7 +123,13 @@ def _simulate(args, live: bool) -> int:
         RecommenderClient(args.recommender, workers=args.reco_workers) if args.recommender else None
     )
     sim = Simulation(
-        world, start, faults=faults, ledger=ledger, recommender=client, reco_sample=args.reco_sample
+        world,
+        start,
+        faults=faults,
+        ledger=ledger,
+        recommender=client,
+        reco_sample=args.reco_sample,
+        shape=args.shape,
     )
     sink = _sink(args)
     try:
@@ -127,7 +141,11 @@ def _simulate(args, live: bool) -> int:
         summary = ledger.close()
         if client is not None:
             client.close()
-    print(json.dumps({"lines": sent, "injected": summary["by_kind"], "start": start}))
+    print(
+        json.dumps(
+            {"lines": sent, "injected": summary["by_kind"], "start": start, "shape": args.shape}
+        )
+    )
     return 0
 
 

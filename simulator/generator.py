@@ -7,6 +7,10 @@ recommender returned; the user picks by hidden taste; liked movies are watched t
 the end, disliked ones abandoned after a few minutes; some are rated 1-5 by taste. Each
 window emits, in event-time order, every line whose time falls inside it, so a user's lines
 are ordered and one user's sessions never overlap.
+
+Two shapes of the population over time (`SHAPES`): "stable", every user active over the
+whole run; "churn", each user active for days to weeks from an arrival spread over the run
+(`churn_schedule`), as in real ratings logs such as MovieTweetings.
 """
 
 from __future__ import annotations
@@ -39,6 +43,14 @@ HOUR_PROFILE = np.array(
 )
 HOUR_P = HOUR_PROFILE / HOUR_PROFILE.sum()
 
+SHAPES = ("stable", "churn")
+# Churn: active lifetime lognormal (median, sigma) in days, clipped; arrivals drawn over the
+# run's days, or over CHURN_LIVE_DAYS when it has no end (live).
+CHURN_LIFETIME_MEDIAN_DAYS, CHURN_LIFETIME_SIGMA = 8.0, 0.8
+CHURN_LIFETIME_DAYS = (1.0, 42.0)
+CHURN_LIVE_DAYS = 28
+MAX_SESSIONS_PER_DAY = 12.0  # cap of a churned user's boosted session rate
+
 RECO, WATCH, RATE = 0, 1, 2
 FLAG_NEW_MOVIE, FLAG_DRIFT, FLAG_SPAM = 1, 2, 4
 FLAG_KINDS = ((FLAG_NEW_MOVIE, "new_movies"), (FLAG_DRIFT, "drift"), (FLAG_SPAM, "rating_spam"))
@@ -67,6 +79,22 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def churn_schedule(n_users: int, period_ms: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's arrival (ms from the period's start) and active lifetime (ms), churn shape.
+
+    Lifetimes are lognormal, clipped to CHURN_LIFETIME_DAYS. Arrivals are uniform over
+    (-lifetime, period): every user's active stretch meets the period, those arriving before
+    it were already active when it began, so the share of users active is the same on every
+    day (lifetime / (period + lifetime) per user) instead of ramping up from zero.
+    """
+    rng = _rng(seed, 10)
+    median, sigma = CHURN_LIFETIME_MEDIAN_DAYS, CHURN_LIFETIME_SIGMA
+    days = np.clip(rng.lognormal(np.log(median), sigma, n_users), *CHURN_LIFETIME_DAYS)
+    lifetime = np.rint(days * DAY_MS).astype(np.int64)
+    arrival = np.floor(rng.uniform(-lifetime, period_ms)).astype(np.int64)
+    return arrival, lifetime
+
+
 class Simulation:
     """A run of the world from `start`: iterate `batches(days)` to get the stream."""
 
@@ -79,8 +107,12 @@ class Simulation:
         ledger: Ledger | None = None,
         recommender: RecommenderClient | None = None,
         reco_sample: float = 1.0,
+        shape: str = "stable",
     ):
+        if shape not in SHAPES:
+            raise ValueError(f"shape must be one of {', '.join(SHAPES)}, not {shape!r}")
         self.world = world
+        self.shape = shape
         self.seed = world.seed if seed is None else seed
         self.start_ms = to_ms(start)
         self.day0_ms = self.start_ms - self.start_ms % DAY_MS
@@ -99,6 +131,10 @@ class Simulation:
         self.movie_vec = world.movie_vectors
         self.user_vec = world.user_vectors()  # a copy: drift edits it, the world stays intact
         self.activity = pop.activity[: self.n_users].astype(np.float64)
+        self.session_rate = self.activity  # mean sessions per active day; churn boosts it
+        self.arrival_ms = np.zeros(0, dtype=np.int64)  # churn: absolute arrival times
+        self.lifetime_ms = np.zeros(0, dtype=np.int64)
+        self.cycle_ms = np.zeros(0, dtype=np.int64)
         self.pop_sensitivity = pop.pop_sensitivity
         log_pop = np.log(cat.popularity.astype(np.float64))
         self.log_pop_z = ((log_pop - log_pop.mean()) / log_pop.std()).astype(np.float32)
@@ -124,6 +160,8 @@ class Simulation:
     def batches(self, days: int | None) -> Iterator[Batch]:
         """Window batches for `days` simulated days (forever if None), then the sessions'
         tails and any still-delayed lines."""
+        if self.shape == "churn":
+            self._churn(days)
         day = 0
         window = 0
         while days is None or day < days:
@@ -146,6 +184,24 @@ class Simulation:
             yield Batch(keys, values, t0)
 
     # ---- per day ----------------------------------------------------------------------
+
+    def _churn(self, days: int | None) -> None:
+        """Each user's active stretch, and session rates boosted so that the expected
+        sessions per day match the stable shape. A live run (no end) repeats the schedule:
+        a user comes back `period` after leaving, so any `period` of it has the churn shape."""
+        end_ms = self.day0_ms + (CHURN_LIVE_DAYS if days is None else days) * DAY_MS
+        period_ms = max(end_ms - self.start_ms, 1)
+        arrival, self.lifetime_ms = churn_schedule(self.n_users, period_ms, self.seed)
+        self.arrival_ms = self.start_ms + arrival
+        self.cycle_ms = period_ms + self.lifetime_ms
+        share = self.lifetime_ms / self.cycle_ms  # of the time a user is active
+        boost = self.activity.sum() / (self.activity * share).sum()
+        self.session_rate = np.minimum(self.activity * boost, MAX_SESSIONS_PER_DAY)
+
+    def _active(self, users: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """Whether each user is within an active stretch at that time (churn shape)."""
+        since = (times - self.arrival_ms[users]) % self.cycle_ms[users]
+        return since < self.lifetime_ms[users]
 
     def _refresh_exposure(self) -> None:
         """The exposure CDFs over the available movies: the whole catalogue (`_cdf`) and each
@@ -193,11 +249,13 @@ class Simulation:
             self.pending_drift[users] = True
         weekday = (day_ms // DAY_MS + 3) % 7  # 1970-01-01 was a Thursday
         factor = WEEKEND_FACTOR if weekday >= 5 else 1.0
-        counts = rng.poisson(self.activity * factor)
+        counts = rng.poisson(self.session_rate * factor)
         users = np.repeat(np.arange(self.n_users, dtype=np.int64), counts)
         hours = rng.choice(24, size=len(users), p=HOUR_P)
         starts = day_ms + hours * 3_600_000 + rng.integers(0, 3_600_000, len(users))
         keep = starts >= self.start_ms
+        if self.shape == "churn":
+            keep &= self._active(users, starts)
         order = np.argsort(starts[keep], kind="stable")
         self.day_users, self.day_starts = users[keep][order], starts[keep][order]
 
@@ -208,7 +266,11 @@ class Simulation:
         extra = None
         if open_:
             lo, hi = np.searchsorted(self.day_starts, [t0, t1])
-            self._resolve(self.day_users[lo:hi], self.day_starts[lo:hi], rng)
+            users, starts = self.day_users[lo:hi], self.day_starts[lo:hi]
+            if self.shape == "churn":  # not started if a running session pushes it past leaving
+                ok = self._active(users, np.maximum(starts, self.free_at[users]))
+                users, starts = users[ok], starts[ok]
+            self._resolve(users, starts, rng)
             spam_rate = self.faults.get("rating_spam", 0.0)
             if spam_rate > 0 and rng.random() < spam_rate:
                 extra = self._spam_attack(t0, rng)
