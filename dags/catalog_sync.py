@@ -1,6 +1,9 @@
 """catalog_sync: users and movies seen in accepted snapshots -> metadata API -> Postgres + Parquet.
 
 Daily. Wiring only: the task calls jobs.catalog_sync.sync and returns the dims directory.
+The catalogue is optional: when the metadata API is down the task still succeeds, with the
+catalogue recorded as `unavailable` in dims/catalog_status.json and dims/catalog_sync.prom
+(see jobs/catalog_sync.py); retries are for real failures (Postgres, the lake).
 """
 
 from __future__ import annotations

@@ -6,6 +6,26 @@ with exponential back-off on connection errors and 5xx, waits as told by `Retry-
 Postgres tables `movies` and `users` (sql/schema/021_catalog.sql), then both tables are written
 as Parquet dims under <lake>/dims/.
 
+The catalogue is optional: a replayed or imported ratings file has no metadata API behind it.
+Before fetching, one GET of the first id to fetch (a request the run makes anyway, and the only
+kind the API contract promises: there is no health endpoint) with a PROBE_TIMEOUT deadline and
+no retry tells whether the API is there: 200 or 404 (and 429, busy) = up; connection refused,
+no answer or any other status = unavailable. When the API is unavailable, by the probe or
+because BREAKER_FAILURES ids in a row failed mid-run, the sync does not raise: it stores what it
+did fetch, writes the dims from what Postgres holds, logs one warning and returns status
+`unavailable`; training then uses stream-derived features where metadata is missing (fraction
+watched from the max minute seen, no gender/age breakdown). Some ids failing with the API up is
+`partial`; nothing left unfetched is `complete`. Ids without metadata are asked again next run.
+
+Each run records its outcome beside the dims, for operators and monitoring:
+
+    <lake>/dims/catalog_status.json   SyncResult as JSON + checked_at (wall clock, for humans)
+    <lake>/dims/catalog_sync.prom     Prometheus text format (node_exporter textfile collector):
+        catalog_api_up          1 answered, 0 unavailable, NaN not asked (nothing to fetch)
+        catalog_ids_fetched     users + movies stored this run (known or unknown)
+        catalog_ids_failed      ids left without metadata this run (the next run asks again)
+        catalog_status{catalog_status="complete|partial|unavailable"}  1 for this run's status
+
     python -m jobs.catalog_sync [--api URL] [--workers 4]
 """
 
@@ -17,9 +37,11 @@ import json
 import logging
 import os
 import random
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +59,12 @@ BASE_DELAY = 0.2
 MAX_DELAY = 10.0
 TIMEOUT = 5.0
 BREAKER_FAILURES = 8
+PROBE_TIMEOUT = 2.0  # seconds: the whole cost of finding the API down
+
+STATUSES = ("complete", "partial", "unavailable")
+STATUS_FILE = "catalog_status.json"
+METRICS_FILE = "catalog_sync.prom"
+FAILED = ("failed", None)
 
 MOVIE_COLUMNS = (
     "movie_id", "status", "tmdb_id", "imdb_id", "title", "genres", "release_date", "runtime",
@@ -47,7 +75,11 @@ USER_COLUMNS = ("user_id", "status", "age", "occupation", "gender", "raw")
 
 @dataclass
 class SyncResult:
-    """What one sync did: counts per entity and where the dims were written."""
+    """What one sync did: counts per entity, how complete the catalogue is, where it went.
+
+    `status` is one of STATUSES and `reason` says why it is not `complete`; the newest snapshot
+    (and its newest event time) is the data time the catalogue covers.
+    """
 
     users_seen: int
     movies_seen: int
@@ -56,6 +88,21 @@ class SyncResult:
     unknown: int
     failed: int
     dims_dir: str
+    status: str
+    reason: str
+    api_url: str
+    newest_snapshot: str | None
+    newest_event_time: str | None
+
+
+@dataclass
+class Fetched:
+    """The API's answers, one (status, document) per id in the order asked, and their status."""
+
+    users: list[tuple[str, dict | None]]
+    movies: list[tuple[str, dict | None]]
+    status: str
+    reason: str
 
 
 class MetadataClient:
@@ -71,11 +118,28 @@ class MetadataClient:
         self.base_delay = base_delay
         self.session = requests.Session()
         self.failures_in_a_row = 0
+        self.last_error: str | None = None
 
     @property
     def broken(self) -> bool:
         """True after BREAKER_FAILURES ids in a row failed: the API is down, stop asking."""
         return self.failures_in_a_row >= BREAKER_FAILURES
+
+    def probe(self, kind: str, ident: str | int, timeout: float = PROBE_TIMEOUT) -> str | None:
+        """None when one GET is answered as the contract says (200, 404; 429 = busy), else why not.
+
+        One attempt, no back-off: a dead API costs at most `timeout` seconds here.
+        """
+        import requests
+
+        path = f"/{kind}/{ident}"
+        try:
+            resp = self.session.get(self.base_url + path, timeout=timeout)
+        except requests.RequestException as exc:
+            return f"GET {path}: {_why(exc, timeout)}"
+        if resp.status_code in (200, 404, 429):
+            return None
+        return f"GET {path} answered {resp.status_code}"
 
     def get(self, kind: str, ident: str | int) -> tuple[str, dict | None]:
         """('known', json) | ('unknown', None) on 404 | ('failed', None) after all attempts."""
@@ -88,13 +152,15 @@ class MetadataClient:
     def _get(self, kind: str, ident: str | int) -> tuple[str, dict | None]:
         import requests
 
-        url = f"{self.base_url}/{kind}/{ident}"
+        path = f"/{kind}/{ident}"
+        url = self.base_url + path
         for attempt in range(self.max_attempts):
             delay = min(MAX_DELAY, self.base_delay * 2**attempt) * (0.5 + random.random())
             try:
                 resp = self.session.get(url, timeout=TIMEOUT)
             except requests.RequestException as exc:
                 log.debug("GET %s: %s (attempt %d)", url, exc, attempt + 1)
+                self.last_error = f"GET {path}: {_why(exc, TIMEOUT)}"
                 time.sleep(delay)
                 continue
             if resp.status_code == 200:
@@ -107,10 +173,106 @@ class MetadataClient:
                     delay = min(MAX_DELAY, float(retry_after)) if retry_after else delay
             elif resp.status_code < 500:
                 log.warning("GET %s answered %d; not retried", url, resp.status_code)
+                self.last_error = f"GET {path} answered {resp.status_code}"
                 return "failed", None
+            self.last_error = f"GET {path} answered {resp.status_code}"
             time.sleep(delay)
         log.warning("GET %s failed after %d attempts", url, self.max_attempts)
         return "failed", None
+
+
+def _why(exc: Exception, timeout: float) -> str:
+    """A short reason for a failed request: `[Errno 111] Connection refused`, not a traceback."""
+    import requests
+
+    if isinstance(exc, requests.Timeout):
+        return f"no answer within {timeout:g} s"
+    found = re.search(r"\[Errno -?\d+\][^'\")]*", str(exc))
+    return found[0].strip() if found else type(exc).__name__
+
+
+def fetch(
+    client: MetadataClient, todo_users: list[int], todo_movies: list[str], workers: int = 4
+) -> Fetched:
+    """Probe the API once, then fetch every id unless it is unavailable; never raises for it."""
+    if not todo_users and not todo_movies:
+        return Fetched([], [], "complete", "")
+    first = ("user", todo_users[0]) if todo_users else ("movie", todo_movies[0])
+    reason = client.probe(*first)
+    if reason is not None:
+        return Fetched(
+            [FAILED] * len(todo_users), [FAILED] * len(todo_movies), "unavailable", reason
+        )
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        users = list(pool.map(lambda u: client.get("user", u), todo_users))
+        movies = list(pool.map(lambda m: client.get("movie", m), todo_movies))
+    failed = sum(s == "failed" for s, _ in users + movies)
+    if client.broken:
+        reason = f"{BREAKER_FAILURES} ids in a row failed, last {client.last_error}"
+        return Fetched(users, movies, "unavailable", reason)
+    if failed:
+        return Fetched(users, movies, "partial", f"{failed} ids failed, last {client.last_error}")
+    return Fetched(users, movies, "complete", "")
+
+
+def newest_snapshot(snapshots: list[Path]) -> tuple[str | None, str | None]:
+    """(id, newest event time) of the newest snapshot given: the data time the catalogue covers."""
+    manifests = [lake.read_manifest(p) for p in snapshots if (Path(p) / lake.MANIFEST).exists()]
+    if not manifests:
+        return None, None
+    newest = max(manifests, key=lambda m: m.get("max_event_time") or "")
+    return newest["snapshot_id"], newest.get("max_event_time")
+
+
+def record(result: SyncResult) -> Path:
+    """Write the status file and the metric textfile beside the dims, warn unless complete.
+
+    Returns the status file's path.
+    """
+    dims_dir = Path(result.dims_dir)
+    dims_dir.mkdir(parents=True, exist_ok=True)
+    status_path = dims_dir / STATUS_FILE
+    doc = {**asdict(result), "checked_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    tmp = dims_dir / f"_tmp-{STATUS_FILE}"
+    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, status_path)
+    _write_metrics(result, dims_dir / METRICS_FILE)
+    if result.status == "unavailable":
+        log.warning(
+            "catalog: metadata API %s unavailable (%s); catalogue recorded as unavailable in %s; "
+            "stored %d users, %d movies fetched, %d ids left for the next run; training continues "
+            "on stream-derived features (fraction watched from the max minute seen, no gender/age "
+            "breakdowns)",
+            result.api_url, result.reason, status_path, result.users_fetched,
+            result.movies_fetched, result.failed,
+        )  # fmt: skip
+    elif result.status == "partial":
+        log.warning(
+            "catalog: %d ids could not be fetched (%s); the next run retries them",
+            result.failed, result.reason,
+        )  # fmt: skip
+    return status_path
+
+
+def _write_metrics(result: SyncResult, path: Path) -> None:
+    """The module doc's four metrics, in Prometheus text format (written aside, then renamed)."""
+    from prometheus_client import CollectorRegistry, Enum, Gauge, write_to_textfile
+
+    asked = result.users_fetched + result.movies_fetched + result.failed
+    api_up = 0.0 if result.status == "unavailable" else 1.0 if asked else float("nan")
+    fetched = result.users_fetched + result.movies_fetched
+    registry = CollectorRegistry()
+    for name, doc, value in (
+        ("catalog_api_up", "Metadata API answered: 1 yes, 0 unavailable, NaN not asked", api_up),
+        ("catalog_ids_fetched", "Users + movies stored (known or unknown)", fetched),
+        ("catalog_ids_failed", "Ids left without metadata, asked again next sync", result.failed),
+    ):
+        Gauge(name, f"{doc} (last catalog sync)", registry=registry).set(value)
+    Enum(
+        "catalog_status", "How complete the last catalog sync left the catalogue",
+        states=list(STATUSES), registry=registry,
+    ).state(result.status)  # fmt: skip
+    write_to_textfile(str(path), registry)
 
 
 def seen_ids(snapshots: list[Path]) -> tuple[list[int], list[str]]:
@@ -206,7 +368,10 @@ def sync(
     workers: int = 4,
     client: MetadataClient | None = None,
 ) -> SyncResult:
-    """Fetch metadata of ids seen in accepted snapshots that Postgres does not hold yet."""
+    """Fetch metadata of ids seen in accepted snapshots that Postgres does not hold yet.
+
+    Does not raise when the API is unavailable: the result's status says so (module doc).
+    """
     from jobs import db
 
     cfg = settings.load()
@@ -222,23 +387,24 @@ def sync(
         "catalog: %d users, %d movies seen; fetching %d users, %d movies",
         len(users), len(movies), len(todo_users), len(todo_movies),
     )  # fmt: skip
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        user_docs = list(pool.map(lambda u: client.get("user", u), todo_users))
-        movie_docs = list(pool.map(lambda m: client.get("movie", m), todo_movies))
+    fetched = fetch(client, todo_users, todo_movies, workers)
     user_rows = [
-        _user_row(u, s, d) for u, (s, d) in zip(todo_users, user_docs, strict=True) if s != "failed"
+        _user_row(u, s, d)
+        for u, (s, d) in zip(todo_users, fetched.users, strict=True)
+        if s != "failed"
     ]
     movie_rows = [
         _movie_row(m, s, d)
-        for m, (s, d) in zip(todo_movies, movie_docs, strict=True)
+        for m, (s, d) in zip(todo_movies, fetched.movies, strict=True)
         if s != "failed"
     ]
-    statuses = [s for s, _ in user_docs + movie_docs]
+    statuses = [s for s, _ in fetched.users + fetched.movies]
     dims_dir = lake.lake_root(root) / lake.DIMS
     with engine.begin() as conn:
         _upsert(conn, "users", "user_id", USER_COLUMNS, user_rows)
         _upsert(conn, "movies", "movie_id", MOVIE_COLUMNS, movie_rows)
         _write_dims(conn, dims_dir)
+    snapshot_id, newest_time = newest_snapshot(snapshots)
     result = SyncResult(
         users_seen=len(users),
         movies_seen=len(movies),
@@ -247,17 +413,13 @@ def sync(
         unknown=statuses.count("unknown"),
         failed=statuses.count("failed"),
         dims_dir=str(dims_dir),
+        status=fetched.status,
+        reason=fetched.reason,
+        api_url=client.base_url,
+        newest_snapshot=snapshot_id,
+        newest_event_time=newest_time,
     )
-    if client.broken:
-        raise RuntimeError(
-            f"metadata API {client.base_url} is not answering ({BREAKER_FAILURES} ids in a row "
-            f"failed); stored what was fetched ({result.users_fetched} users, "
-            f"{result.movies_fetched} movies), the next run retries the rest"
-        )
-    if result.failed:
-        log.warning(
-            "catalog: %d ids could not be fetched; the next run retries them", result.failed
-        )
+    record(result)
     return result
 
 
