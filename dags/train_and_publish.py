@@ -1,7 +1,7 @@
-"""train_and_publish: dataset -> train candidates -> evaluate + report -> gate -> score -> publish
--> refresh popularity. Every 3 days, and manually with params. Wiring only: each task calls one
-jobs.pipeline function and returns an id or a path; all logic (and every heavy import) lives
-in jobs/.
+"""train_and_publish: dataset -> train candidates -> evaluate + report -> gate -> refit on all
+data -> score -> publish -> refresh popularity. Every 3 days, and manually with params.
+Wiring only: each task calls one jobs.pipeline function and returns an id or a path; all
+logic (and every heavy import) lives in jobs/.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ DEFAULT_ARGS = {"retries": 1, "retry_delay": timedelta(minutes=2)}
             description='JSON per family, e.g. {"item_knn": {"neighbours": 100}}',
         ),
         "window_days": Param(
-            None, type=["null", "number"], description="training window; null = job default"
+            None, type=["null", "number"], description="training window in days; null = all history"
         ),
         "dataset": Param(
             "", type="string", description="existing dataset directory; empty = build a new one"
@@ -47,6 +47,12 @@ DEFAULT_ARGS = {"retries": 1, "retry_delay": timedelta(minutes=2)}
             minimum=0,
             maximum=0.99,
             description="relative NDCG@20 drop allowed vs production; null = GATE_NDCG_TOLERANCE",
+        ),
+        "gate_min_users": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            description="fewest test users the gate decides on; null = GATE_MIN_USERS",
         ),
     },
     doc_md=__doc__,
@@ -74,12 +80,20 @@ def train_and_publish():
 
     @task.short_circuit(ignore_downstream_trigger_rules=False)
     def gate(evaluation_dir: str, params=None) -> str | bool:
-        """The candidate's version when it may be published; False (skip scoring) otherwise."""
+        """The version to refit and publish; False (production stays) otherwise."""
         from jobs import pipeline
 
-        decision = pipeline.gate(evaluation_dir, params["gate_tolerance"])
+        decision = pipeline.gate(
+            evaluation_dir, params["gate_tolerance"], min_users=params["gate_min_users"]
+        )
         print(f"gate {'PASSED' if decision.passed else 'REJECTED'}: {decision.to_json()}")
-        return decision.candidate if decision.passed else False
+        return decision.publish or False
+
+    @task
+    def refit(dataset_path: str, evaluated_version: str) -> str:
+        from jobs import pipeline
+
+        return pipeline.refit(dataset_path, evaluated_version)
 
     @task
     def score(model_version: str) -> str:
@@ -102,8 +116,8 @@ def train_and_publish():
     dataset_path = build_dataset()
     versions = train(dataset_path)
     evaluation = evaluate(dataset_path, versions)
-    candidate = gate(evaluation)
-    published = publish(score(candidate), candidate)
+    chosen = refit(dataset_path, gate(evaluation))
+    published = publish(score(chosen), chosen)
     popular = refresh_popularity(dataset_path)
     published >> popular
 

@@ -24,6 +24,12 @@ Rules (also written into the manifest):
   measured on the same test users and movies, and each user's test events come after all of
   that user's training events. A pair's features come only from its own events, and its
   event_time is its last event, so a pair with any event at or after T is not in train.
+- Evaluation protocol (manifest `evaluation`): `global` (the split above) when its test part
+  has at least `min_test_users` warm users; otherwise `rolling`: cuts T_1 < … < T_n at the
+  event-time quantiles ROLLING_FIRST_QUANTILE + (1 - ROLLING_FIRST_QUANTILE)·i/n; fold i
+  trains on event_time < T_i and tests warm users/movies with T_i <= event_time < T_(i+1),
+  so no fold trains on anything at or after its own test window. Folds are cut from the
+  window's interactions at load time (`load_folds`).
 - Split `per_user` (the older rule, kept as an option): per user with at least
   `min_user_interactions` interactions, ordered by (event_time, movie_id), the last
   max(1, floor(test_fraction * n)) are test (max train time <= min test time per user, but
@@ -59,13 +65,19 @@ from jobs.columns import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WINDOW_DAYS = 180.0
+DEFAULT_WINDOW_DAYS: float | None = None  # all history (docs/models.md: the window rule)
 DEFAULT_TEST_FRACTION = 0.2
 DEFAULT_MIN_USER_INTERACTIONS = 5
 SPLITS = ("global", "per_user")
 DEFAULT_SPLIT = "global"
 CUTOFF_RELATIVE_ERROR = 1e-5  # approxQuantile rank error of the global cutoff
 COLD_COL = "cold"
+# Evaluation protocol: the global cut when it leaves enough warm test users for a decision,
+# else rolling cuts pooled (docs/models.md, "Evaluation protocol").
+DEFAULT_MIN_TEST_USERS = 500
+ROLLING_FOLDS = 6
+ROLLING_FIRST_QUANTILE = 0.4
+PROTOCOLS = ("global", "rolling", "per_user")
 COLUMNS = [
     USER_COL,
     ITEM_COL,
@@ -196,6 +208,7 @@ def build_dataset(
     spark=None,
     split: str = DEFAULT_SPLIT,
     holdout_days: float | None = None,
+    min_test_users: int = DEFAULT_MIN_TEST_USERS,
 ) -> Path:
     """Build train/test(/test_cold) Parquet + manifest.json from snapshots; return the directory.
 
@@ -313,7 +326,7 @@ def build_dataset(
         "min_user_interactions": min_user_interactions,
     }
     if split != "per_user":  # keeps the ids of datasets built with the older rule unchanged
-        params.update(split=split, holdout_days=holdout_days)
+        params.update(split=split, holdout_days=holdout_days, min_test_users=min_test_users)
     out = (
         Path(out)
         if out
@@ -342,8 +355,6 @@ def build_dataset(
         F.sum(F.col(RATING_COL).isNotNull().cast("int")).alias("rated"),
         F.min(TIME_COL).alias("oldest"),
     ).first()
-    labelled.unpersist()
-    interactions.unpersist()
     counts = {
         k: int(counts_row[k] or 0)
         for k in (
@@ -358,6 +369,9 @@ def build_dataset(
             "rated",
         )
     }
+    evaluation = evaluation_plan(interactions, split, counts["test_users"], min_test_users)
+    labelled.unpersist()
+    interactions.unpersist()
     manifest = {
         "dataset_id": out.name,
         "snapshots": [snapshot_info(s) for s in snaps],
@@ -381,6 +395,7 @@ def build_dataset(
             "test_oldest": iso(counts_row["test_oldest"]),
             "rule": split_rule(test_fraction, min_user_interactions, split, holdout_days),
         },
+        "evaluation": evaluation,
         "strength": "fraction_watched + rating / 5",
         "runtime_source": runtime_source,
         "counts": counts,
@@ -441,6 +456,81 @@ def label_global(interactions, newest: datetime, test_fraction: float, holdout_d
         .otherwise("test")
     )
     return interactions.withColumn("_part", part), cutoff
+
+
+def evaluation_plan(interactions, split: str, test_users: int, min_test_users: int) -> dict:
+    """The manifest's `evaluation`: which protocol, why, and the rolling cut times if any."""
+    plan: dict[str, Any] = {
+        "protocol": split,
+        "min_test_users": min_test_users,
+        "global_test_users": test_users,
+        "cuts": [],
+    }
+    if split != "global":
+        plan["reason"] = f"the {split} split was asked for"
+        return plan
+    if test_users >= min_test_users:
+        plan["reason"] = f"the global cut leaves {test_users} warm test users (>= {min_test_users})"
+        return plan
+    plan["protocol"] = "rolling"
+    plan["reason"] = (
+        f"the global cut leaves {test_users} warm test users (< {min_test_users}): "
+        f"{ROLLING_FOLDS} rolling cuts pooled"
+    )
+    plan["cuts"] = [iso(t) for t in rolling_cuts(interactions)]
+    return plan
+
+
+def rolling_cuts(interactions, folds: int = ROLLING_FOLDS) -> list[datetime]:
+    """Distinct cut times at evenly spaced event-time quantiles from ROLLING_FIRST_QUANTILE."""
+    from pyspark.sql import functions as F
+
+    step = (1.0 - ROLLING_FIRST_QUANTILE) / folds
+    quantiles = [ROLLING_FIRST_QUANTILE + i * step for i in range(folds)]
+    micros = F.unix_micros(F.col(TIME_COL).cast("timestamp"))
+    values = interactions.select(micros.alias("t"))
+    cuts = []
+    for q in values.approxQuantile("t", quantiles, CUTOFF_RELATIVE_ERROR):
+        first = interactions.where(micros >= F.lit(q)).agg(F.min(TIME_COL)).first()[0]
+        if first is not None and first not in cuts:
+            cuts.append(first)
+    return sorted(cuts)
+
+
+def rolling_folds(
+    frame: pd.DataFrame, cuts: Sequence[Any], time_col: str = TIME_COL
+) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    """(train, test) per cut: train = before T_i; test = warm rows in [T_i, T_(i+1))."""
+    times = pd.to_datetime(frame[time_col])
+    bounds = [pd.Timestamp(c) for c in cuts] + [None]
+    folds = []
+    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+        train = frame[(times < start).to_numpy()]
+        window = (times >= start) if end is None else (times >= start) & (times < end)
+        later = frame[window.to_numpy()]
+        warm = later[USER_COL].isin(train[USER_COL]) & later[ITEM_COL].isin(train[ITEM_COL])
+        if len(train) and warm.any():
+            folds.append((train, later[warm]))
+    return folds
+
+
+def load_interactions(dataset_path: str | Path) -> pd.DataFrame:
+    """Every interaction of the dataset's window (train + test + test_cold): what a refit uses."""
+    train, test = load_split(dataset_path)
+    cold = load_cold(dataset_path).drop(columns=[COLD_COL])
+    parts = [f for f in (train, test, cold) if len(f)]
+    frame = pd.concat(parts, ignore_index=True)
+    frame[USER_COL] = frame[USER_COL].astype(np.int64)
+    frame[ITEM_COL] = frame[ITEM_COL].astype(str)
+    return frame
+
+
+def load_folds(dataset_path: str | Path) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    """The (train, test) folds of the dataset's evaluation protocol (one for global)."""
+    plan = read_manifest(dataset_path).get("evaluation") or {"protocol": "global"}
+    if plan["protocol"] != "rolling":
+        return [load_split(dataset_path)]
+    return rolling_folds(load_interactions(dataset_path), plan["cuts"])
 
 
 def read_manifest(dataset_path: str | Path) -> dict[str, Any]:
@@ -545,8 +635,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
     parser.add_argument(
         "--window-days",
         type=float,
-        default=DEFAULT_WINDOW_DAYS,
-        help="days back from the newest event (0 = all)",
+        default=0,
+        help="days back from the newest event (default 0 = all history)",
     )
     parser.add_argument("--test-fraction", type=float, default=DEFAULT_TEST_FRACTION)
     parser.add_argument("--min-user-interactions", type=int, default=DEFAULT_MIN_USER_INTERACTIONS)
@@ -554,6 +644,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     parser.add_argument(
         "--holdout-days", type=float, default=None, help="global split: test = last N days"
     )
+    parser.add_argument("--min-test-users", type=int, default=DEFAULT_MIN_TEST_USERS)
     parser.add_argument("--no-catalog", action="store_true", help="skip catalogue runtimes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -567,6 +658,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         runtimes=None if args.no_catalog else catalog_runtimes(),
         split=args.split,
         holdout_days=args.holdout_days,
+        min_test_users=args.min_test_users,
     )
     print(path)
     return path

@@ -39,6 +39,7 @@ AGE_BANDS = (
     (np.inf, "55+"),
 )
 RECOMMEND_BLOCK = 2048
+GROUPS = ("history", "gender", "age")
 
 
 def band(values: pd.Series, bands: Sequence[tuple[float, str]]) -> pd.Series:
@@ -77,6 +78,33 @@ def summarise(per_user: pd.DataFrame, k: int) -> dict[str, float]:
     }
 
 
+def group_labels(
+    users: pd.Series, train: pd.DataFrame, users_dim: pd.DataFrame | None
+) -> dict[str, pd.Series]:
+    """Per evaluated user: history band (training interactions) and gender/age when known."""
+    history = train.groupby(USER_COL).size().reindex(users, fill_value=0)
+    labels = {"history": band(history, HISTORY_BANDS).set_axis(users.index)}
+    if users_dim is not None and len(users_dim):
+        dim = users_dim.drop_duplicates(USER_COL).set_index(USER_COL).reindex(users)
+        if "gender" in dim:
+            labels["gender"] = dim["gender"].fillna("unknown").astype(str).set_axis(users.index)
+        if "age" in dim:
+            ages = age_band(pd.to_numeric(dim["age"], errors="coerce"))
+            labels["age"] = ages.where(dim["age"].notna().to_numpy(), "unknown").set_axis(
+                users.index
+            )
+    return labels
+
+
+def by_group(per_user: pd.DataFrame, k: int) -> dict[str, dict[str, dict[str, float]]]:
+    """summarise() per label of every group column the per-user rows carry."""
+    return {
+        name: {str(label): summarise(part, k) for label, part in per_user.groupby(name)}
+        for name in GROUPS
+        if name in per_user
+    }
+
+
 def evaluate(
     model: Recommender,
     train: pd.DataFrame,
@@ -85,10 +113,15 @@ def evaluate(
     users_dim: pd.DataFrame | None = None,
     recommendations: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """Overall and per-subpopulation metrics of `model` on `test` (trained on `train`)."""
+    """Overall, per-subpopulation and per-user metrics of `model` on `test` (fit on `train`).
+
+    `per_user` (a frame: user_id, ndcg, … and the group labels) is what the gate's paired
+    bootstrap resamples; it is not JSON and is stored beside the run, not in the registry.
+    """
     test_users = np.unique(test[USER_COL].to_numpy(np.int64))
     recs = recommendations if recommendations is not None else recommend_all(model, test_users, k)
     per_user = metrics.per_user_ranking(test, recs, k)
+    per_user = per_user.assign(**group_labels(per_user[USER_COL], train, users_dim))
     overall = summarise(per_user, k)
     overall["catalog_coverage"] = metrics.catalog_coverage(recs, int(train[ITEM_COL].nunique()), k)
     overall["popularity_bias"] = metrics.popularity_bias(recs, train, k)
@@ -101,25 +134,41 @@ def evaluate(
             overall["rmse"] = metrics.rmse(rated, pred)
             overall["mae"] = metrics.mae(rated, pred)
             overall["rated_test_rows"] = int(len(rated))
+    return {"k": k, "overall": overall, "by_group": by_group(per_user, k), "per_user": per_user}
 
-    history = train.groupby(USER_COL).size().reindex(per_user[USER_COL], fill_value=0)
-    groups: dict[str, pd.Series] = {
-        "history": band(history, HISTORY_BANDS).set_axis(per_user.index)
-    }
-    if users_dim is not None and len(users_dim):
-        dim = users_dim.drop_duplicates(USER_COL).set_index(USER_COL).reindex(per_user[USER_COL])
-        if "gender" in dim:
-            groups["gender"] = dim["gender"].fillna("unknown").astype(str).set_axis(per_user.index)
-        if "age" in dim:
-            ages = age_band(pd.to_numeric(dim["age"], errors="coerce"))
-            groups["age"] = ages.where(dim["age"].notna().to_numpy(), "unknown").set_axis(
-                per_user.index
-            )
-    by_group = {
-        name: {str(label): summarise(part, k) for label, part in per_user.groupby(labels)}
-        for name, labels in groups.items()
-    }
-    return {"k": k, "overall": overall, "by_group": by_group}
+
+def pool(results: Sequence[dict[str, Any]], k: int = DEFAULT_K) -> dict[str, Any]:
+    """One result from the folds of a rolling protocol.
+
+    Ranking metrics are means over every (fold, user) test unit, as one big test set would
+    give; coverage, popularity bias, RMSE and MAE are the mean of the folds' values; `users`
+    counts distinct users and `test_units` the (fold, user) pairs.
+    """
+    if len(results) == 1:
+        only = results[0]
+        per_user = only["per_user"].assign(fold=0)
+        overall = {**only["overall"], "folds": 1, "test_units": int(len(per_user))}
+        return {**only, "overall": overall, "per_user": per_user}
+    per_user = pd.concat(
+        [r["per_user"].assign(fold=i) for i, r in enumerate(results)], ignore_index=True
+    )
+    overall = summarise(per_user, k)
+    overall["users"] = int(per_user[USER_COL].nunique())
+    overall["test_units"] = int(len(per_user))
+    overall["folds"] = len(results)
+    for name in ("catalog_coverage", "popularity_bias", "rmse", "mae"):
+        values = [r["overall"][name] for r in results if name in r["overall"]]
+        if values:
+            overall[name] = float(np.mean(values))
+    return {"k": k, "overall": overall, "by_group": by_group(per_user, k), "per_user": per_user}
+
+
+def per_user_path(dataset_path: str | Path, model_version: str) -> Path:
+    """Where a model's per-user scores on a dataset's test units are kept for the gate."""
+    from jobs import settings
+
+    run = settings.load().reports_dir / Path(dataset_path).name
+    return run / "per_user" / f"{model_version}.parquet"
 
 
 def load_users_dim() -> pd.DataFrame | None:
@@ -150,6 +199,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     train, test = dataset.load_split(args.dataset)
     model = families.load(args.family, args.artifact)
     result = evaluate(model, train, test, args.k, load_users_dim())
+    result.pop("per_user")
     print(json.dumps(result, indent=2, sort_keys=True))
     return result
 

@@ -1,18 +1,22 @@
-"""The publishing gate: a candidate must beat popularity and stay close to production on NDCG@20.
+"""The publishing gate: paired bootstrap intervals over test users, not bare means.
 
-Both comparisons use scores measured on the SAME held-out split (the evaluation step scores
-the candidate, the popularity baseline and the current production model on this run's
-dataset), never a number remembered from an older dataset.
+Every model of a run is scored on the SAME test units (the (fold, user) pairs of the dataset's
+evaluation protocol), so candidate, popularity baseline and the production configuration
+(retrained on this dataset) can be compared user by user. For a difference of NDCG@20 means,
+the interval is a cluster bootstrap over users: resample users with replacement (all of a
+user's folds go together), recompute the mean difference, take the 2.5 and 97.5 percentiles.
 
-Rules, in order:
-1. the candidate's NDCG@20 must be a finite number;
-2. it must be strictly above the popularity baseline's;
-3. if a production model exists, it must not be more than `tolerance` (relative) below the
-   production model's: candidate >= production * (1 - tolerance).
-
-Tolerance is relative (default 0.05 = 5 %), because NDCG@20 levels differ a lot between data
-sets (0.02 on sparse real logs, 0.3 on dense simulations), so an absolute margin would be
-either meaningless or prohibitive. It comes from `GATE_NDCG_TOLERANCE` or the DAG param.
+Rules, in order (the first that fails decides):
+1. the candidate has per-user scores, and at least `min_users` distinct test users
+   (GATE_MIN_USERS, default 100): with fewer, no interval is trusted and production stays;
+2. it beats popularity: the interval of (candidate - popularity) lies wholly above 0;
+3. if a production model exists, it is non-inferior to the production configuration: the
+   interval's lower bound of (candidate - production) is at least -tolerance x production's
+   mean (GATE_NDCG_TOLERANCE, default 0.05, relative because NDCG levels differ tenfold
+   between data sets).
+A rejected candidate changes nothing, except that when no model is in production yet the
+popularity baseline is published as the model for everyone (`publish` names what to refit
+and publish: the candidate, the baseline, or nothing).
 """
 
 from __future__ import annotations
@@ -24,11 +28,34 @@ import math
 import os
 from dataclasses import asdict, dataclass
 
+import numpy as np
+import pandas as pd
+
+from jobs.columns import USER_COL
+
 log = logging.getLogger(__name__)
 
-METRIC = "ndcg@20"
+METRIC = "ndcg_at_20"
+SCORE_COL = "ndcg"
+FOLD_COL = "fold"
 DEFAULT_TOLERANCE = 0.05
+DEFAULT_MIN_USERS = 100
+RESAMPLES = 2000
+CONFIDENCE = 0.95
 TOLERANCE_ENV = "GATE_NDCG_TOLERANCE"
+MIN_USERS_ENV = "GATE_MIN_USERS"
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean difference with its bootstrap confidence interval."""
+
+    estimate: float
+    low: float
+    high: float
+
+    def __str__(self) -> str:
+        return f"{self.estimate:+.4f} [{self.low:+.4f}, {self.high:+.4f}]"
 
 
 @dataclass(frozen=True)
@@ -38,15 +65,23 @@ class GateDecision:
     candidate: str
     passed: bool
     reason: str
+    publish: str | None  # the version to refit and publish (None: production stays)
     metric: str
+    users: int
+    test_units: int
     candidate_score: float
+    popularity: str
     popularity_score: float
+    vs_popularity: Interval | None
     production: str | None
     production_score: float | None
+    vs_production: Interval | None
     tolerance: float
+    min_users: int
+    confidence: float = CONFIDENCE
 
     def to_json(self) -> str:
-        """One-line JSON (for logs, task output and the registry)."""
+        """JSON (for logs, task output, the run directory and the registry)."""
         return json.dumps(asdict(self), sort_keys=True)
 
 
@@ -56,6 +91,15 @@ def tolerance_from_env() -> float:
     return check_tolerance(float(raw) if raw else DEFAULT_TOLERANCE)
 
 
+def min_users_from_env() -> int:
+    """The minimum number of test users from GATE_MIN_USERS (default 100)."""
+    raw = os.environ.get(MIN_USERS_ENV)
+    value = int(raw) if raw else DEFAULT_MIN_USERS
+    if value < 1:
+        raise ValueError(f"{MIN_USERS_ENV} must be a positive integer, got {raw!r}")
+    return value
+
+
 def check_tolerance(tolerance: float) -> float:
     """`tolerance` if it is a fraction in [0, 1), else ValueError saying why."""
     if not (isinstance(tolerance, int | float) and 0.0 <= tolerance < 1.0):
@@ -63,98 +107,143 @@ def check_tolerance(tolerance: float) -> float:
     return float(tolerance)
 
 
+def paired(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """Per test unit (fold, user): the two models' scores side by side (`a`, `b`)."""
+    keys = [FOLD_COL, USER_COL]
+    left = a[keys + [SCORE_COL]].rename(columns={SCORE_COL: "a"})
+    right = b[keys + [SCORE_COL]].rename(columns={SCORE_COL: "b"})
+    both = left.merge(right, on=keys, how="inner")
+    if len(both) != len(left) or len(both) != len(right):
+        raise ValueError(
+            f"the two models were scored on different test units ({len(left)} vs {len(right)}, "
+            f"{len(both)} shared): compare models of the same dataset only"
+        )
+    return both
+
+
+def bootstrap_difference(
+    frame: pd.DataFrame,
+    resamples: int = RESAMPLES,
+    confidence: float = CONFIDENCE,
+    seed: int = 0,
+) -> Interval:
+    """Mean of (a - b) over test units, with a cluster bootstrap interval over users."""
+    codes, _ = pd.factorize(frame[USER_COL])
+    diff = frame["a"].to_numpy(np.float64) - frame["b"].to_numpy(np.float64)
+    per_user_sum = np.bincount(codes, weights=diff)
+    per_user_n = np.bincount(codes).astype(np.float64)
+    n_users = len(per_user_n)
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    step = max(1, 4_000_000 // max(n_users, 1))  # bounded memory: resamples in chunks
+    for start in range(0, resamples, step):
+        rows = min(step, resamples - start)
+        pick = rng.integers(0, n_users, size=(rows, n_users))
+        means[start : start + rows] = per_user_sum[pick].sum(1) / per_user_n[pick].sum(1)
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return Interval(float(diff.mean()), float(low), float(high))
+
+
+def mean_score(per_user: pd.DataFrame | None) -> float:
+    """The model's metric: the mean over its test units (nan without any)."""
+    if per_user is None or per_user.empty:
+        return math.nan
+    return float(per_user[SCORE_COL].mean())
+
+
 def decide(
     candidate: str,
-    candidate_score: float,
-    popularity_score: float,
+    candidate_scores: pd.DataFrame | None,
+    popularity: str,
+    popularity_scores: pd.DataFrame,
     production: str | None = None,
-    production_score: float | None = None,
+    production_scores: pd.DataFrame | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
-    metric: str = METRIC,
+    min_users: int = DEFAULT_MIN_USERS,
+    seed: int = 0,
 ) -> GateDecision:
-    """Apply the three rules; the reason names the numbers that decided."""
+    """Apply the rules of the module docstring; the reason names the numbers that decided."""
     tolerance = check_tolerance(tolerance)
+    has_scores = candidate_scores is not None and not candidate_scores.empty
+    users = int(candidate_scores[USER_COL].nunique()) if has_scores else 0
+    numbers = {
+        "candidate": candidate,
+        "metric": METRIC,
+        "users": users,
+        "test_units": int(len(candidate_scores)) if has_scores else 0,
+        "candidate_score": mean_score(candidate_scores),
+        "popularity": popularity,
+        "popularity_score": mean_score(popularity_scores),
+        "vs_popularity": None,
+        "production": production,
+        "production_score": mean_score(production_scores) if production else None,
+        "vs_production": None,
+        "tolerance": tolerance,
+        "min_users": min_users,
+    }
 
     def verdict(passed: bool, reason: str) -> GateDecision:
-        return GateDecision(
-            candidate=candidate,
-            passed=passed,
-            reason=reason,
-            metric=metric,
-            candidate_score=float(candidate_score),
-            popularity_score=float(popularity_score),
-            production=production,
-            production_score=None if production_score is None else float(production_score),
-            tolerance=tolerance,
-        )
+        publish = candidate if passed else (popularity if production is None else None)
+        if not passed and publish:
+            reason += "; no model in production yet: the popularity list is published"
+        return GateDecision(passed=passed, reason=reason, publish=publish, **numbers)
 
-    if candidate_score is None or not math.isfinite(candidate_score):
-        return verdict(False, f"{metric} of {candidate} is not a number ({candidate_score})")
-    if popularity_score is None or not math.isfinite(popularity_score):
-        return verdict(False, f"{metric} of the popularity baseline is missing")
-    if candidate_score <= popularity_score:
+    if not has_scores:
+        return verdict(False, f"{candidate} has no per-user {METRIC} on this dataset")
+    if users < min_users:
         return verdict(
             False,
-            f"{metric} {candidate_score:.4f} does not beat popularity {popularity_score:.4f}",
+            f"only {users} test users (< {min_users}): too few to decide, production stays",
         )
-    if production is None or production == candidate:
-        return verdict(
-            True,
-            f"{metric} {candidate_score:.4f} beats popularity {popularity_score:.4f}; "
-            "no production model to compare with",
-        )
-    if production_score is None or not math.isfinite(production_score):
-        return verdict(False, f"{metric} of production model {production} was not measured")
-    floor = production_score * (1.0 - tolerance)
-    if candidate_score < floor:
+    vs_pop = bootstrap_difference(paired(candidate_scores, popularity_scores), seed=seed)
+    numbers["vs_popularity"] = vs_pop
+    if vs_pop.low <= 0.0:
         return verdict(
             False,
-            f"{metric} {candidate_score:.4f} is more than {tolerance:.0%} below production "
-            f"{production} ({production_score:.4f}; floor {floor:.4f})",
+            f"{METRIC} minus popularity {vs_pop} over {users} users: the interval does not "
+            "lie above 0",
+        )
+    if production is None or production == candidate or production_scores is None:
+        return verdict(
+            True, f"{METRIC} minus popularity {vs_pop} over {users} users; no production model"
+        )
+    vs_prod = bootstrap_difference(paired(candidate_scores, production_scores), seed=seed)
+    numbers["vs_production"] = vs_prod
+    prod_score = numbers["production_score"]
+    margin = tolerance * prod_score
+    if vs_prod.low < -margin:
+        return verdict(
+            False,
+            f"{METRIC} minus production {production} {vs_prod} over {users} users: lower bound "
+            f"below -{margin:.4f} ({tolerance:.0%} of production's {prod_score:.4f})",
         )
     return verdict(
         True,
-        f"{metric} {candidate_score:.4f} beats popularity {popularity_score:.4f} and is within "
-        f"{tolerance:.0%} of production {production} ({production_score:.4f})",
-    )
-
-
-def decide_from_scores(
-    candidate: str,
-    scores: dict[str, float],
-    popularity: str,
-    production: str | None,
-    tolerance: float = DEFAULT_TOLERANCE,
-) -> GateDecision:
-    """decide() from one {model_version: ndcg@20} mapping measured on the same held-out split."""
-    if popularity not in scores:
-        raise ValueError(f"no {METRIC} for the popularity baseline {popularity!r}")
-    if candidate not in scores:
-        raise ValueError(f"no {METRIC} for candidate {candidate!r}")
-    return decide(
-        candidate,
-        scores[candidate],
-        scores[popularity],
-        production,
-        scores.get(production) if production is not None else None,
-        tolerance,
+        f"{METRIC} minus popularity {vs_pop}; minus production {vs_prod}, within "
+        f"-{margin:.4f}; {users} users",
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m jobs.gate --scores FILE.json --candidate V --popularity V [--production V]`."""
+    """`python -m jobs.gate --candidate FILE --popularity FILE [--production FILE]`: per-user
+    score Parquet files (as jobs.train writes them); prints the decision, exit 1 on reject."""
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--scores", required=True, help="JSON {model_version: ndcg@20}")
     parser.add_argument("--candidate", required=True)
     parser.add_argument("--popularity", required=True)
     parser.add_argument("--production")
     parser.add_argument("--tolerance", type=float, default=None)
+    parser.add_argument("--min-users", type=int, default=None)
     args = parser.parse_args(argv)
-    with open(args.scores) as fh:
-        scores = json.load(fh)
-    tolerance = tolerance_from_env() if args.tolerance is None else args.tolerance
-    decision = decide_from_scores(
-        args.candidate, scores, args.popularity, args.production, tolerance
+    decision = decide(
+        args.candidate,
+        pd.read_parquet(args.candidate),
+        args.popularity,
+        pd.read_parquet(args.popularity),
+        args.production,
+        pd.read_parquet(args.production) if args.production else None,
+        tolerance_from_env() if args.tolerance is None else args.tolerance,
+        min_users_from_env() if args.min_users is None else args.min_users,
     )
     print(decision.to_json())
     return 0 if decision.passed else 1

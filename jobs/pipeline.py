@@ -1,9 +1,12 @@
 """The train-and-publish steps the DAG wires together, each taking and returning ids or paths.
 
-build_dataset -> train_candidates -> evaluate_candidates (+ report) -> gate -> score ->
-publish_scores -> refresh_popularity. Every step runs without Airflow
-(`python -m jobs.pipeline all --families svd_surprise,item_knn`), is keyed on the data
-(dataset id, model version), never on the wall clock, and is safe to rerun.
+build_dataset -> train_candidates -> evaluate_candidates (+ report) -> gate -> refit ->
+score -> publish_scores -> refresh_popularity. Select, then refit: candidates are chosen and
+gated on held-out data; what is scored and published is the gated configuration refitted on
+every interaction of the window (jobs.train.refit), linked to its evaluated twin.
+Every step runs without Airflow (`python -m jobs.pipeline all --families item_knn,hybrid`),
+is keyed on the data (dataset id, model version), never on the wall clock, and is safe to
+rerun.
 """
 
 from __future__ import annotations
@@ -77,58 +80,71 @@ def train_candidates(
 
 
 # ------------------------------------------------------------------ 3. evaluate + report
-def production_score(dataset_path: str, database_url: str | None = None) -> tuple[str, float]:
-    """(version, NDCG@20) of the production model re-measured on THIS dataset's held-out split."""
-    from jobs import dataset, evaluate, registry
-    from jobs.models import families
+def production_twin(
+    dataset_path: str, rows: Sequence[dict[str, Any]], database_url: str | None = None
+) -> str | None:
+    """The production model's configuration (family + hyperparameters) evaluated on THIS
+    dataset's test units: a run's candidate with the same configuration, else trained now.
 
-    row = registry.production(database_url)
-    if row is None:
-        return "", math.nan
-    version = row["model_version"]
-    metrics = row.get("metrics") or {}
-    if str(row.get("dataset_path")) == str(dataset_path) and METRIC in metrics:
-        return version, float(metrics[METRIC])
-    model = families.load(row["family"], row["artifact_path"])
-    train_df, test_df = dataset.load_split(dataset_path)
-    result = evaluate.evaluate(model, train_df, test_df, k=K)
-    return version, float(result["overall"].get(METRIC, math.nan))
+    The production artifact itself cannot be measured here: it was refitted on all data of an
+    older window, which may include this dataset's test period.
+    """
+    from jobs import evaluate, registry, train
+
+    prod = registry.production(database_url)
+    if prod is None:
+        return None
+    for row in rows:
+        if row["family"] == prod["family"] and row["hyperparameters"] == prod["hyperparameters"]:
+            return row["model_version"]
+    log.info("re-measuring production's configuration %s on %s", prod["family"], dataset_path)
+    return train.train(
+        dataset_path,
+        prod["family"],
+        prod["hyperparameters"],
+        k=K,
+        database_url=database_url,
+        users_dim=evaluate.load_users_dim(),
+    )
 
 
 def evaluate_candidates(
     dataset_path: str, versions: Sequence[str], database_url: str | None = None
 ) -> str:
-    """Write gate_scores.json (every candidate, the baseline and production on the same split)
-    and the model comparison report; return the run directory."""
-    from jobs import registry, report
+    """Write gate_scores.json (candidates, the baseline and production's configuration on the
+    same test units) and the model comparison report; return the run directory."""
+    from jobs import dataset, registry, report
 
     out = run_dir(dataset_path)
     out.mkdir(parents=True, exist_ok=True)
     rows = [registry.get(v, database_url) for v in versions]
-    scores = {}
     for row in rows:
         if str(row["dataset_path"]) != str(dataset_path):
             raise ValueError(f"{row['model_version']} was evaluated on another dataset")
-        scores[row["model_version"]] = float((row["metrics"] or {}).get(METRIC, math.nan))
     baseline = [r["model_version"] for r in rows if r["family"] == BASELINE]
     if not baseline:
         raise ValueError("no popularity baseline among the run's models")
-    production, prod_score = production_score(dataset_path, database_url)
-    if production:
-        scores.setdefault(production, prod_score)
-    candidates = [r for r in rows if r["family"] != BASELINE]
+    twin = production_twin(dataset_path, rows, database_url)
+    if twin and twin not in versions:
+        rows.append(registry.get(twin, database_url))
+    scores = {r["model_version"]: float((r["metrics"] or {}).get(METRIC, math.nan)) for r in rows}
+    candidates = [r for r in rows if r["family"] != BASELINE and r["model_version"] in versions]
     best = max(candidates, key=lambda r: _finite(scores[r["model_version"]]), default=None)
+    production = registry.production(database_url)
     summary = {
         "dataset": str(dataset_path),
         "metric": METRIC,
+        "evaluation": dataset.read_manifest(dataset_path).get("evaluation"),
         "scores": scores,
+        "users": {r["model_version"]: (r["metrics"] or {}).get("users") for r in rows},
         "popularity": baseline[0],
-        "production": production or None,
+        "production": production["model_version"] if production else None,
+        "production_config": twin,
         "candidate": best["model_version"] if best else None,
         "report": None,
     }
     try:
-        summary["report"] = str(report.build_report(Path(dataset_path).name, rows, out))
+        summary["report"] = str(report.build_report(Path(dataset_path).name, rows, out, summary))
     except Exception as exc:  # noqa: BLE001 - a broken chart must not block the gate; say so
         log.warning("model comparison report failed: %s", exc)
     (out / SCORES_FILE).write_text(json.dumps(summary, indent=2, default=str))
@@ -141,30 +157,61 @@ def _finite(value: float) -> float:
 
 
 # ------------------------------------------------------------------ 4. gate
+def per_user_scores(dataset_path: str, version: str | None):
+    """A model's per-user scores on the dataset's test units (None when there are none)."""
+    import pandas as pd
+
+    from jobs import evaluate
+
+    if not version:
+        return None
+    path = evaluate.per_user_path(dataset_path, version)
+    return pd.read_parquet(path) if path.exists() else None
+
+
 def gate(
-    evaluation_dir: str, tolerance: float | None = None, database_url: str | None = None
+    evaluation_dir: str,
+    tolerance: float | None = None,
+    database_url: str | None = None,
+    min_users: int | None = None,
 ) -> gate_mod.GateDecision:
-    """Gate the run's best candidate; a rejection is recorded in the registry with its reason."""
-    from jobs import registry
+    """Gate the run's best candidate (jobs.gate); a rejection is recorded in the registry."""
+    from jobs import registry, report
 
     summary = json.loads((Path(evaluation_dir) / SCORES_FILE).read_text())
-    tol = gate_mod.tolerance_from_env() if tolerance is None else tolerance
-    candidate = summary["candidate"]
+    candidate, data = summary["candidate"], summary["dataset"]
     if candidate is None:
         raise ValueError(f"{evaluation_dir}: the run trained no candidate besides popularity")
-    decision = gate_mod.decide_from_scores(
-        candidate, summary["scores"], summary["popularity"], summary["production"], tol
+    decision = gate_mod.decide(
+        candidate,
+        per_user_scores(data, candidate),
+        summary["popularity"],
+        per_user_scores(data, summary["popularity"]),
+        summary["production"],
+        per_user_scores(data, summary["production_config"]),
+        gate_mod.tolerance_from_env() if tolerance is None else tolerance,
+        gate_mod.min_users_from_env() if min_users is None else min_users,
     )
     (Path(evaluation_dir) / DECISION_FILE).write_text(decision.to_json())
+    if summary.get("report"):
+        report.add_gate(summary["report"], json.loads(decision.to_json()))
     if decision.passed:
         log.info("gate PASSED %s: %s", candidate, decision.reason)
     else:
         registry.set_status(candidate, "rejected", decision.reason, database_url)
-        log.warning("gate REJECTED %s: %s (production unchanged)", candidate, decision.reason)
+        log.warning("gate REJECTED %s: %s", candidate, decision.reason)
     return decision
 
 
-# ------------------------------------------------------------------ 5-7. score, publish, popular
+# ------------------------------------------------------------------ 5. refit
+def refit(dataset_path: str, evaluated_version: str, database_url: str | None = None) -> str:
+    """The gated configuration refitted on every interaction of the window; its version."""
+    from jobs import train
+
+    return train.refit(dataset_path, evaluated_version, database_url)
+
+
+# ------------------------------------------------------------------ 6-8. score, publish, popular
 def score_model(model_version: str, database_url: str | None = None) -> str:
     """Top-20 for every known user of `model_version`, audited in Spark; the Parquet path."""
     from jobs import registry, score
@@ -233,7 +280,8 @@ def _catalog(model_version: str, database_url: str | None) -> set[str]:
 
 
 def refresh_popularity(dataset_path: str, database_url: str | None = None) -> str:
-    """Publish the run's popularity baseline's top 20 as the fallback list; its version."""
+    """Publish the fallback list: the baseline's configuration fitted on every interaction of
+    the window (what unknown users get); its version."""
     import pandas as pd
 
     from jobs import dataset, publish, registry
@@ -243,7 +291,8 @@ def refresh_popularity(dataset_path: str, database_url: str | None = None) -> st
     window_end = pd.Timestamp(manifest["window"]["newest_event"]).to_pydatetime()
     baseline = json.loads((run_dir(dataset_path) / SCORES_FILE).read_text())["popularity"]
     row = registry.get(baseline, database_url)
-    model = families.load(row["family"], row["artifact_path"])
+    model = families.create(row["family"], **row["hyperparameters"])
+    model.fit(dataset.load_interactions(dataset_path))
     items = model.top(K)["movie_id"].astype(str).tolist()
     return publish.publish_popular(items, window_end, url=database_url)
 
@@ -262,9 +311,10 @@ def run_all(
     evaluation = evaluate_candidates(data, versions)
     decision = gate(evaluation, tolerance)
     out: dict[str, Any] = {"dataset": data, "models": versions, "gate": decision.reason}
-    if decision.passed:
-        scored = score_model(decision.candidate)
-        out["reco_version"] = publish_scores(scored, decision.candidate)
+    if decision.publish:
+        out["refit"] = refit(data, decision.publish)
+        scored = score_model(out["refit"])
+        out["reco_version"] = publish_scores(scored, out["refit"])
     out["popular_version"] = refresh_popularity(data)
     return out
 

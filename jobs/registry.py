@@ -38,8 +38,16 @@ COLUMNS = (
     "status_reason",
     "created_at",
     "updated_at",
+    "evaluated_as",
+    "trained_on",
 )
-JSON_COLUMNS = ("hyperparameters", "metrics", "dataset_manifest", "library_versions")
+JSON_COLUMNS = (
+    "hyperparameters",
+    "metrics",
+    "dataset_manifest",
+    "library_versions",
+    "trained_on",
+)
 
 
 def connect(database_url: str | None = None):
@@ -120,8 +128,15 @@ def register(
     training_seconds: float,
     data_newest_event: datetime | None = None,
     database_url: str | None = None,
+    *,
+    evaluated_as: str | None = None,
+    trained_on: dict[str, Any] | None = None,
 ) -> str:
-    """Insert a candidate (or refresh metrics of the same version); return model_version."""
+    """Insert a candidate (or refresh metrics of the same version); return model_version.
+
+    A refit names the evaluated version it reproduces (`evaluated_as`); `trained_on` records
+    which part of the dataset the artifact was fitted on.
+    """
     from psycopg2.extras import Json
 
     row = {
@@ -137,6 +152,8 @@ def register(
         "artifact_path": str(artifact_path),
         "artifact_sha256": artifact_sha256,
         "training_seconds": float(training_seconds),
+        "evaluated_as": evaluated_as,
+        "trained_on": Json(trained_on or {}),
     }
     names = ", ".join(row)
     values = ", ".join(f"%({k})s" for k in row)

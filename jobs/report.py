@@ -18,9 +18,14 @@ from typing import Any
 from jobs import settings
 
 K = 20
+GATE_MARK = "<!-- gate -->"
 DEFINITIONS = {
-    f"ndcg_at_{K}": "Mean over held-out test users of binary-relevance DCG@20 / ideal DCG@20; "
-    "a test movie is relevant; users without recommendations count as 0 (jobs.metrics).",
+    "users": "Distinct test users the ranking metrics average over.",
+    "test_units": "(fold, user) pairs averaged over: equal to users with one global cut, more "
+    "with rolling cuts, where a user can be tested after several cuts.",
+    f"ndcg_at_{K}": "Mean over held-out test units (fold, user) of binary-relevance DCG@20 / "
+    "ideal DCG@20; a test movie is relevant; users without recommendations count as 0 "
+    "(jobs.metrics).",
     f"precision_at_{K}": "Mean over test users of (relevant movies in the top 20) / 20.",
     f"recall_at_{K}": "Mean over test users of (relevant movies in the top 20) / |relevant|.",
     f"map_at_{K}": "Mean over test users of average precision at 20, normalised by "
@@ -154,7 +159,9 @@ def build_report(
     (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True, default=str))
 
     columns = (
-        ACCURACY + ["catalog_coverage", "popularity_bias", "rmse", "mae"] + [c for c, _, _ in COSTS]
+        ACCURACY
+        + ["users", "test_units", "catalog_coverage", "popularity_bias", "rmse", "mae"]
+        + [c for c, _, _ in COSTS]
     )
     head = "".join(f"<th>{c}</th>" for c in ["model_version", "family", *columns, "ndcg / pop"])
     body = "".join(
@@ -178,9 +185,54 @@ def build_report(
 td,th{{border:1px solid #ccc;padding:3px 6px;font-size:12px}}dt{{font-weight:bold}}</style>
 </head><body><h1>Model comparison: {html.escape(run_id)}</h1>
 <p>Baseline: {fmt(report["baseline"] or "none")}. Machine-readable twin: report.json.</p>
+{protocol_html(report["dataset"])}
 <table><tr>{head}</tr>{body}</table>{imgs}
+{GATE_MARK}
 <h2>Hyperparameters</h2><ul>{params}</ul>
 <h2>Definitions (how to re-measure each number)</h2><dl>{defs}</dl></body></html>"""
+    (out / "report.html").write_text(page)
+    return out
+
+
+def protocol_html(dataset: dict[str, Any] | None) -> str:
+    """One paragraph: which evaluation protocol the numbers come from, and why."""
+    plan = (dataset or {}).get("evaluation") if isinstance(dataset, dict) else None
+    if not plan:
+        return ""
+    cuts = f" Cuts: {', '.join(plan['cuts'])}." if plan.get("cuts") else ""
+    return (
+        f"<p>Evaluation protocol: <b>{fmt(plan['protocol'])}</b>, because "
+        f"{fmt(plan.get('reason', ''))}.{fmt(cuts)} <code>users</code> = distinct test users, "
+        "<code>test_units</code> = (fold, user) pairs averaged over.</p>"
+    )
+
+
+def add_gate(out_dir: str | Path, decision: dict[str, Any]) -> Path:
+    """Put the gate's decision (intervals, users) into an existing report and its JSON twin."""
+    out = Path(out_dir)
+    data = json.loads((out / "report.json").read_text())
+    data["gate"] = decision
+    (out / "report.json").write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+    def interval(name: str) -> str:
+        value = decision.get(name)
+        if not value:
+            return "not computed"
+        return (
+            f"{value['estimate']:+.4f} (95% interval {value['low']:+.4f} .. {value['high']:+.4f})"
+        )
+
+    verdict = "PASSED" if decision["passed"] else "REJECTED"
+    section = (
+        f"<h2>Gate: {verdict}</h2><p>{fmt(decision['reason'])}</p><ul>"
+        f"<li>candidate {fmt(decision['candidate'])}: {fmt(decision['candidate_score'])} over "
+        f"{decision['users']} users ({decision['test_units']} test units)</li>"
+        f"<li>minus popularity: {interval('vs_popularity')}</li>"
+        f"<li>minus production {fmt(decision['production'] or 'none')}: "
+        f"{interval('vs_production')}</li>"
+        f"<li>published: {fmt(decision['publish'] or 'nothing, production stays')}</li></ul>"
+    )
+    page = (out / "report.html").read_text().replace(GATE_MARK, section)
     (out / "report.html").write_text(page)
     return out
 

@@ -31,12 +31,14 @@ import numpy as np
 import pandas as pd
 
 from jobs import dataset, evaluate, registry, settings
+from jobs.columns import ITEM_COL, TIME_COL, USER_COL
 from jobs.models import families
 from jobs.models.base import Recommender
 
 log = logging.getLogger(__name__)
 
 THROUGHPUT_BLOCK = 2048
+K = 20
 
 
 def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
@@ -84,43 +86,102 @@ def memory_bytes(model: Recommender) -> int:
     return int(getattr(model, "memory_bytes", lambda: 0)())
 
 
-def train(
-    dataset_path: str | Path,
-    family: str,
-    params: dict[str, Any] | None = None,
-    k: int = 20,
-    database_url: str | None = None,
-    models_dir: str | Path | None = None,
-    users_dim: pd.DataFrame | None = None,
-) -> str:
-    """Fit, evaluate, measure, save and register `family` on a dataset; return model_version."""
-    params = dict(params or {})
-    dataset_path = Path(dataset_path)
-    manifest = dataset.read_manifest(dataset_path)
-    train_df, test_df = dataset.load_split(dataset_path)
-    log.info("training %s %s on %s (%d train rows)", family, params, dataset_path, len(train_df))
-    model, fit_seconds = fit_timed(family, params, train_df)
-    result = evaluate.evaluate(model, train_df, test_df, k=k, users_dim=users_dim)
+def trained_on(frame: pd.DataFrame, dataset_id: str, part: str) -> dict[str, Any]:
+    """Provenance of a fit: which part of which dataset, and how much data that was."""
+    return {
+        "dataset_id": dataset_id,
+        "part": part,
+        "rows": int(len(frame)),
+        "users": int(frame[USER_COL].nunique()),
+        "movies": int(frame[ITEM_COL].nunique()),
+        "newest_event": str(pd.to_datetime(frame[TIME_COL]).max()),
+    }
 
-    root = Path(models_dir) if models_dir else settings.load().models_dir
-    tmp = root / f".tmp-{family}-{os.getpid()}"
+
+def fit_folds(
+    family: str,
+    params: dict[str, Any],
+    folds: Sequence[tuple[pd.DataFrame, pd.DataFrame]],
+    k: int,
+    users_dim: pd.DataFrame | None,
+) -> tuple[Recommender, float, dict[str, Any]]:
+    """Fit and evaluate on every fold; (last fold's model, its fit seconds, pooled result)."""
+    if not folds:
+        raise ValueError("the dataset has no evaluation fold with warm test users")
+    results = []
+    for i, (train_df, test_df) in enumerate(folds):
+        log.info("%s fold %d/%d: %d train, %d test rows", family, i + 1, len(folds),
+                 len(train_df), len(test_df))  # fmt: skip
+        model, fit_seconds = fit_timed(family, params, train_df)
+        results.append(evaluate.evaluate(model, train_df, test_df, k=k, users_dim=users_dim))
+    return model, fit_seconds, evaluate.pool(results, k)
+
+
+def save_artifact(model: Recommender, root: Path, version_of) -> tuple[str, Path, str]:
+    """Save aside, hash, name (version_of(sha) -> version) and rename; (version, path, sha)."""
+    tmp = root / f".tmp-{model.family}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save(tmp)
     sha = registry.artifact_sha256(tmp)
-    newest = pd.Timestamp(manifest["window"]["newest_event"]).to_pydatetime()
-    version = registry.make_version(family, newest, sha, model.params, manifest["dataset_id"])
+    version = version_of(sha)
     final = root / version
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
+    return version, final, sha
 
-    measured = {
+
+def measurements(model: Recommender, fit_seconds: float, path: Path, k: int) -> dict[str, Any]:
+    """What running the model costs: fit time, scoring throughput, disk and memory."""
+    return {
         "fit_seconds": fit_seconds,
         "recommend_users_per_second": throughput(model, k),
-        "disk_bytes": disk_bytes(final),
+        "disk_bytes": disk_bytes(path),
         "memory_bytes": memory_bytes(model),
     }
-    metrics = {**result["overall"], **measured, "k": k, "by_group": result["by_group"]}
+
+
+def train(
+    dataset_path: str | Path,
+    family: str,
+    params: dict[str, Any] | None = None,
+    k: int = K,
+    database_url: str | None = None,
+    models_dir: str | Path | None = None,
+    users_dim: pd.DataFrame | None = None,
+) -> str:
+    """Fit and evaluate `family` by the dataset's protocol, save, register; the model_version.
+
+    The saved artifact is the model of the (last) evaluation fold: the one whose numbers the
+    registry holds. Per-user scores go to evaluate.per_user_path for the gate's bootstrap.
+    """
+    params = dict(params or {})
+    dataset_path = Path(dataset_path)
+    manifest = dataset.read_manifest(dataset_path)
+    folds = dataset.load_folds(dataset_path)
+    log.info("training %s %s on %s (%d folds)", family, params, dataset_path, len(folds))
+    model, fit_seconds, result = fit_folds(family, params, folds, k, users_dim)
+
+    root = Path(models_dir) if models_dir else settings.load().models_dir
+    newest = pd.Timestamp(manifest["window"]["newest_event"]).to_pydatetime()
+    version, final, sha = save_artifact(
+        model,
+        root,
+        lambda sha: registry.make_version(
+            family, newest, sha, model.params, manifest["dataset_id"]
+        ),
+    )
+    protocol = (manifest.get("evaluation") or {}).get("protocol", "global")
+    metrics = {
+        **result["overall"],
+        **measurements(model, fit_seconds, final, k),
+        "k": k,
+        "protocol": protocol,
+        "by_group": result["by_group"],
+    }
+    per_user = evaluate.per_user_path(dataset_path, version)
+    per_user.parent.mkdir(parents=True, exist_ok=True)
+    result["per_user"].to_parquet(per_user, index=False)
     registry.register(
         version,
         family,
@@ -133,8 +194,64 @@ def train(
         fit_seconds,
         data_newest_event=newest,
         database_url=database_url,
+        trained_on=trained_on(folds[-1][0], manifest["dataset_id"], f"{protocol} evaluation fit"),
     )
     log.info("registered %s: ndcg@%d=%.4f", version, k, metrics.get(f"ndcg_at_{k}", float("nan")))
+    return version
+
+
+def refit(
+    dataset_path: str | Path,
+    evaluated_version: str,
+    database_url: str | None = None,
+    models_dir: str | Path | None = None,
+) -> str:
+    """Refit an evaluated model's family with its chosen hyperparameters on every interaction
+    of the dataset's window (select, then refit); register it linked to the evaluated one."""
+    dataset_path = Path(dataset_path)
+    manifest = dataset.read_manifest(dataset_path)
+    evaluated = registry.get(evaluated_version, database_url)
+    chosen = families.load(evaluated["family"], evaluated["artifact_path"]).fitted_params()
+    everything = dataset.load_interactions(dataset_path)
+    log.info("refitting %s %s on all %d interactions", evaluated["family"], chosen,
+             len(everything))  # fmt: skip
+    model, fit_seconds = fit_timed(evaluated["family"], chosen, everything)
+    root = Path(models_dir) if models_dir else settings.load().models_dir
+    newest = pd.Timestamp(manifest["window"]["newest_event"]).to_pydatetime()
+    version, final, sha = save_artifact(
+        model,
+        root,
+        lambda sha: registry.make_version(
+            evaluated["family"], newest, sha, model.params, manifest["dataset_id"] + "-all"
+        ),
+    )
+    offline = {
+        key: value
+        for key, value in (evaluated["metrics"] or {}).items()
+        if key not in ("by_group", "fit_seconds", "recommend_users_per_second")
+    }
+    metrics = {
+        **measurements(model, fit_seconds, final, K),
+        "k": K,
+        "offline_from": evaluated_version,
+        "offline": offline,
+    }
+    registry.register(
+        version,
+        evaluated["family"],
+        model.params,
+        metrics,
+        manifest,
+        dataset_path,
+        final,
+        sha,
+        fit_seconds,
+        data_newest_event=newest,
+        database_url=database_url,
+        evaluated_as=evaluated_version,
+        trained_on=trained_on(everything, manifest["dataset_id"], "all interactions in the window"),
+    )
+    log.info("refit %s -> %s in %.1f s", evaluated_version, version, fit_seconds)
     return version
 
 
@@ -143,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser.add_argument("--dataset", type=Path, required=True, help="dataset directory")
     parser.add_argument("--family", required=True, choices=sorted(families.FAMILIES))
     parser.add_argument("--param", action="append", default=[], help="hyperparameter name=value")
-    parser.add_argument("--k", type=int, default=20)
+    parser.add_argument("--k", type=int, default=K)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     version = train(

@@ -54,6 +54,10 @@ class Recommender(abc.ABC):
     def load(cls, path: str | Path) -> Recommender:
         """Read a model written by save()."""
 
+    def fitted_params(self) -> dict[str, Any]:
+        """Hyperparameters with every value the fit chose from data filled in (for a refit)."""
+        return dict(self.params)
+
     def known_users(self) -> np.ndarray:
         """User IDs the model can personalise for (default: none)."""
         return np.array([], dtype=np.int64)

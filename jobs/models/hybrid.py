@@ -311,6 +311,15 @@ class HybridKNN(ArrayModel):
         scores += (self.blend + TIE) * self.item_prior[None, :]
         return scores
 
+    def fitted_params(self) -> dict[str, Any]:
+        """The params with the validation's choices in place of "auto"."""
+        return {
+            **self.params,
+            "blend": float(self.blend),
+            "half_life_days": float(self.half_life_days),
+            "history_half_life_days": self.history_half_life_days,
+        }
+
     # ------------------------------------------------------------------ state
     def extra_state(self) -> dict[str, Any]:
         return {

@@ -25,3 +25,10 @@ CREATE UNIQUE INDEX IF NOT EXISTS model_registry_one_production
     ON model_registry ((true)) WHERE status = 'production';
 CREATE INDEX IF NOT EXISTS model_registry_family_created
     ON model_registry (family, created_at DESC);
+
+-- Select, then refit: a published model is a refit of an evaluated candidate on all the data
+-- of its window. `evaluated_as` names the evaluated version whose held-out numbers it carries;
+-- `trained_on` says which part of the dataset each artifact saw (part, rows, users, newest).
+ALTER TABLE model_registry
+    ADD COLUMN IF NOT EXISTS evaluated_as text REFERENCES model_registry (model_version),
+    ADD COLUMN IF NOT EXISTS trained_on jsonb NOT NULL DEFAULT '{}'::jsonb;

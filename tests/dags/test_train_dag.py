@@ -10,7 +10,16 @@ from ops import services
 
 pytestmark = pytest.mark.dags
 
-STEPS = ["build_dataset", "train", "evaluate", "gate", "score", "publish", "refresh_popularity"]
+STEPS = [
+    "build_dataset",
+    "train",
+    "evaluate",
+    "gate",
+    "refit",
+    "score",
+    "publish",
+    "refresh_popularity",
+]
 
 
 @pytest.fixture(scope="module")
@@ -30,16 +39,15 @@ def test_schedule_catchup_tags_retries(dag):
 
 
 def test_manual_params(dag):
-    assert {"families", "hyperparameters", "window_days", "dataset", "gate_tolerance"} <= set(
-        dag.params.keys()
-    )
+    names = {"families", "hyperparameters", "window_days", "dataset", "gate_tolerance"}
+    assert names | {"gate_min_users"} <= set(dag.params.keys())
     assert dag.params["families"] == ["item_knn", "svd_surprise", "hybrid"]
 
 
 def test_steps_in_order(dag):
     order = [t.task_id for t in dag.topological_sort()]
     assert sorted(order) == sorted(STEPS)
-    positions = [order.index(s) for s in STEPS[:6]]
+    positions = [order.index(s) for s in STEPS[:7]]
     assert positions == sorted(positions)
     assert order.index("refresh_popularity") > order.index("publish")
     assert dag.get_task("refresh_popularity").trigger_rule == "none_failed"
