@@ -62,16 +62,19 @@ from jobs.columns import (
     TIME_COL,
     USER_COL,
 )
+from jobs.splits import (  # noqa: F401 - temporal_split is part of this module's API
+    COLD_COL,
+    DEFAULT_TEST_FRACTION,
+    temporal_split,
+)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WINDOW_DAYS: float | None = None  # all history (docs/models.md: the window rule)
-DEFAULT_TEST_FRACTION = 0.2
 DEFAULT_MIN_USER_INTERACTIONS = 5
 SPLITS = ("global", "per_user")
 DEFAULT_SPLIT = "global"
 CUTOFF_RELATIVE_ERROR = 1e-5  # approxQuantile rank error of the global cutoff
-COLD_COL = "cold"
 # Evaluation protocol: the global cut when it leaves enough warm test users for a decision,
 # else rolling cuts pooled (docs/models.md, "Evaluation protocol").
 DEFAULT_MIN_TEST_USERS = 500
@@ -110,39 +113,6 @@ def split_rule(
         f"per user with >= {min_user_interactions} interactions ordered by ({TIME_COL}, "
         f"{ITEM_COL}): the last max(1, floor({test_fraction} * n)) are test; others train only"
     )
-
-
-def temporal_split(
-    frame: pd.DataFrame,
-    test_fraction: float = DEFAULT_TEST_FRACTION,
-    holdout_days: float | None = None,
-    user_col: str = USER_COL,
-    item_col: str = ITEM_COL,
-    time_col: str = TIME_COL,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The global rule on a pandas frame: (train, test, cold) split at one cutoff time T.
-
-    T is the value at position floor((1 - test_fraction) * n) of the sorted event times (or
-    newest - holdout_days). Used to carve a validation split out of a training split, so
-    hyperparameters are chosen without looking at the test period.
-    """
-    if frame.empty:
-        raise ValueError("cannot split an empty frame")
-    times = pd.to_datetime(frame[time_col])
-    if holdout_days is not None:
-        cutoff = times.max() - pd.Timedelta(days=float(holdout_days))
-    else:
-        if not 0 < test_fraction < 1:
-            raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-        ordered = np.sort(times.to_numpy())
-        cutoff = pd.Timestamp(ordered[int(np.floor((1 - test_fraction) * len(ordered)))])
-    after = (times >= cutoff).to_numpy()
-    train, later = frame[~after], frame[after]
-    warm = later[user_col].isin(train[user_col]) & later[item_col].isin(train[item_col])
-    cold = later[~warm].assign(
-        **{COLD_COL: np.where(later[~warm][user_col].isin(train[user_col]), "item", "user")}
-    )
-    return train, later[warm], cold
 
 
 def snapshot_info(path: Path) -> dict[str, Any]:

@@ -46,7 +46,8 @@ def build_dataset(window_days: float | None = None, dataset_path: str | None = N
         dataset.read_manifest(dataset_path)  # fails clearly when it is not a dataset
         return str(dataset_path)
     kwargs = {} if window_days is None else {"window_days": window_days or None}
-    path = dataset.build_dataset(dataset.default_snapshots(), **kwargs)
+    runtimes = dataset.catalog_runtimes()  # None without a catalogue: the max minute seen
+    path = dataset.build_dataset(dataset.default_snapshots(), runtimes=runtimes, **kwargs)
     return str(path)
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from jobs.models import families
-from jobs.models.hybrid import HybridKNN, decay
+from jobs.models.hybrid import HybridKNN, decay, worst_merit
 from tests.unit.test_models import tiny_frame
 
 pytestmark = pytest.mark.unit
@@ -54,22 +54,36 @@ def test_prior_decays_by_half_life():
     assert decay(np.array([0.0, 3.0]), 3.0) == pytest.approx([1.0, 0.5])
 
 
-def test_auto_chooses_on_validation_and_records_the_grid():
+def test_auto_chooses_on_both_validation_splits_and_records_the_grids():
     frame = trending_frame()
     model = HybridKNN(neighbours=5, shrink=1.0, blend_grid=[0.0, 1.0], half_life_grid=[1, 7])
     model.fit(frame)
-    grid = model.validation["grid"]
-    assert len(grid) == 4
-    best = max(g["ndcg_at_20"] for g in grid)
-    assert model.blend in (0.0, 1.0) and model.half_life_days in (1.0, 7.0)
-    chosen = [
-        g for g in grid if g["blend"] == model.blend and g["half_life_days"] == model.half_life_days
-    ]
-    assert chosen[0]["ndcg_at_20"] == best
-    assert model.validation["validation_rows"] > 0
-    # The history half-life is chosen first, on the kNN part alone, from its own grid.
-    assert len(model.validation["history_grid"]) == 4
-    assert model.history_half_life_days in (1.0, 7.0, 30.0, None)
+    splits = model.validation["splits"]
+    assert set(splits) == {"global", "per_user"}
+    history = model.history_half_life_days
+    assert history in (1.0, 7.0, 30.0, None)
+    h = [g["history_half_life_days"] for g in splits["global"]["history_grid"]].index(history)
+    grids = [split["grid"][h] for split in splits.values()]
+    assert all(len(grid) == 4 and split["validation_rows"] > 0 for grid, split in
+               zip(grids, splits.values(), strict=True))  # fmt: skip
+
+    def merit(grid, blend, half_life):
+        best = max(g["ndcg_at_20"] for g in grid)
+        point = next(g for g in grid if (g["blend"], g["half_life_days"]) == (blend, half_life))
+        return point["ndcg_at_20"] / best
+
+    # The chosen point has the best worst-case merit over the two splits.
+    chosen = min(merit(grid, model.blend, model.half_life_days) for grid in grids)
+    others = [min(merit(grid, b, hl) for grid in grids) for b in (0.0, 1.0) for hl in (1.0, 7.0)]
+    assert chosen == pytest.approx(max(others))
+    assert model.validation["chosen"]["worst_merit"] == pytest.approx(chosen)
+
+
+def test_worst_merit_prefers_the_point_that_holds_up_on_both_splits():
+    time_cut = [{"ndcg_at_20": 0.20}, {"ndcg_at_20": 0.18}, {"ndcg_at_20": 0.10}]
+    per_user = [{"ndcg_at_20": 0.05}, {"ndcg_at_20": 0.09}, {"ndcg_at_20": 0.10}]
+    # Best on the time cut alone is point 0, on the per-user split point 2; point 1 holds up.
+    assert worst_merit([time_cut, per_user]) == pytest.approx([0.5, 0.9, 0.5])
 
 
 def test_history_weights_decay_from_each_users_latest_event():
