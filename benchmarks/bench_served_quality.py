@@ -1,7 +1,7 @@
 """Served quality: NDCG@20 of the lists the real serving tier answers, against popularity.
 
-Per data shape (the simulator's stable world, its churn world when `--shape churn` exists,
-MovieTweetings 100k when the read-only sample is there), `measure_shape`:
+Per data shape (the simulator's stable and churn worlds, MovieTweetings 100k when the
+read-only sample is there), `measure_shape`:
 1. parses the movielog lines with jobs.parse and holds back each user's later 20% of movies
    (jobs.served_quality.hold_back_later; rule in its docstring); only the kept lines go on;
 2. replays the kept lines into a FRESH Kafka topic (`python -m simulator replay`);
@@ -16,9 +16,8 @@ MovieTweetings 100k when the read-only sample is there), `measure_shape`:
    (jobs.served_quality.served_vs_popularity: paired bootstrap 95% intervals over users).
 
 Prints one row per shape and writes the rows to <RECS_VAR_DIR>/bench/served_quality.json.
-Stage seconds of run_all (dataset, train incl. evaluate and gate, score, publish) are read
-from the timestamps of the jobs' own log records (a stage ends at its last record), so they
-are approximate; ingest and validate are timed directly.
+Stage seconds: ingest and validate timed here, the rest as jobs.pipeline.run_all reports them
+(dataset, train, evaluate, gate, refit, score, publish, popularity).
 
 Run: `python -m benchmarks bench_served_quality`, or
 `python -m benchmarks.bench_served_quality [--shapes stable,movietweetings] [--days 28]`.
@@ -46,16 +45,6 @@ START = "2025-03-01"  # a fixed first simulated day keeps the worlds reproducibl
 CHUNK_LINES = 500_000
 RESULTS = Path("bench") / "served_quality.json"
 PIPELINE_FILE = "pipeline.json"
-# Which run_all stage a log record closes, by the logger that wrote it.
-STAGE_LOGGERS = (
-    ("jobs.dataset", "dataset"),
-    ("jobs.train", "train"),
-    ("jobs.evaluate", "train"),
-    ("jobs.models", "train"),
-    ("jobs.score", "score"),
-    ("jobs.publish", "publish"),
-)
-STAGES = ("dataset", "train", "score", "publish", "other")
 
 log = logging.getLogger("bench.served_quality")
 
@@ -69,11 +58,6 @@ def _run(cmd: list[str], timeout: float, env: dict | None = None) -> str:
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:4])} … failed ({out.returncode}): {out.stderr[-2000:]}")
     return out.stdout
-
-
-def simulator_has_shape() -> bool:
-    """True once `python -m simulator backfill` accepts `--shape`."""
-    return "--shape" in _run([sys.executable, "-m", "simulator", "backfill", "--help"], 60)
 
 
 def simulate(shape: str, out: Path, scale: str, days: int, seed: int = 42) -> Path:
@@ -191,45 +175,6 @@ def write_kept(lines_path: Path, held_mask, out: Path) -> int:
 
 
 # ------------------------------------------------------------------ the platform, privately
-def _stage_of(record: logging.LogRecord) -> str | None:
-    """The run_all stage a log record belongs to (None: not a stage marker)."""
-    if record.name == "jobs.pipeline":
-        message = record.getMessage()
-        if message.startswith("published"):
-            return "publish"
-        if message.startswith(("evaluation on", "gate ")):
-            return "train"
-        return None
-    for prefix, stage in STAGE_LOGGERS:
-        if record.name == prefix or record.name.startswith(prefix + "."):
-            return stage
-    return None
-
-
-class StageClock(logging.Handler):
-    """Collects (time, stage) of the jobs' log records while run_all runs."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.INFO)
-        self.marks: list[tuple[float, str]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        stage = _stage_of(record)
-        if stage is not None:
-            self.marks.append((record.created, stage))
-
-    def seconds(self, started: float, ended: float) -> dict[str, float]:
-        """Wall seconds per stage: each gap between marks is charged to the later mark's stage;
-        what follows the last mark (refresh_popularity) is `other`."""
-        out = dict.fromkeys(STAGES, 0.0)
-        previous = started
-        for moment, stage in sorted(self.marks):
-            out[stage] += moment - previous
-            previous = moment
-        out["other"] += ended - previous
-        return {k: round(v, 1) for k, v in out.items()}
-
-
 def pipeline_child(workdir: Path, families: list[str] | None) -> int:
     """In this process's environment (DATABASE_URL, RECS_VAR_DIR, KAFKA_TOPIC set by the
     parent): ingest -> validate -> mark -> run_all; writes workdir/pipeline.json."""
@@ -238,8 +183,6 @@ def pipeline_child(workdir: Path, families: list[str] | None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    clock = StageClock()
-    logging.getLogger().addHandler(clock)
     seconds: dict[str, float] = {}
     started = time.time()
     result = ingest.ingest()
@@ -253,10 +196,12 @@ def pipeline_child(workdir: Path, families: list[str] | None) -> int:
     began = time.time()
     kwargs = {"families": families} if families else {}
     summary = pipeline.run_all(**kwargs)
-    ended = time.time()
-    seconds.update(clock.seconds(began, ended))
-    seconds["run_all"] = round(ended - began, 1)
+    seconds.update(summary["seconds"])
+    seconds["run_all"] = round(time.time() - began, 1)
+    from jobs import dataset
+
     report = {
+        "evaluation": dataset.read_manifest(summary["dataset"]).get("evaluation"),
         "snapshot": result.snapshot_id,
         "lines_ingested": result.manifest["lines_read"],
         "row_counts": result.manifest["row_counts"],
@@ -370,6 +315,7 @@ def measure_shape(
         "users_held_back": int(held["user_id"].nunique()),
         **quality.as_dict(),
         "served_model_versions": versions,
+        "protocol": "{protocol}: {reason}".format(**report["evaluation"]),
         "gate": report["summary"].get("gate"),
         "reco_version": report["summary"].get("reco_version"),
         "models": report["summary"].get("models"),
@@ -397,8 +343,8 @@ def print_rows(rows: list[dict[str, Any]]) -> None:
     from jobs.served_quality import ServedQuality
 
     fields = ServedQuality.__dataclass_fields__
-    print(f"{'shape':<15} {ServedQuality.HEADER} {'dataset':>7} {'train':>6} {'score':>6} "
-          f"{'publish':>7} {'total':>6}")  # fmt: skip
+    print(f"{'shape':<15} {ServedQuality.HEADER} {'dataset':>7} {'train':>6} {'refit':>6} "
+          f"{'score':>6} {'publish':>7} {'total':>6}")  # fmt: skip
     for row in rows:
         if "skipped" in row or "error" in row:
             print(f"{row['shape']:<15} {_outcome(row)}")
@@ -407,24 +353,24 @@ def print_rows(rows: list[dict[str, Any]]) -> None:
         s = row["seconds"]
         print(
             f"{row['shape']:<15} {quality} {s.get('dataset', 0):>7.0f} {s.get('train', 0):>6.0f} "
-            f"{s.get('score', 0):>6.0f} {s.get('publish', 0):>7.0f} {s['shape_total']:>6.0f}"
+            f"{s.get('refit', 0):>6.1f} {s.get('score', 0):>6.1f} {s.get('publish', 0):>7.1f} "
+            f"{s['shape_total']:>6.0f}"
         )
     print(
         "NDCG@20 on each user's later 20% of movies (relevant: latest rating >= 4, or unrated "
         "and >= half watched; new to the user), served through HTTP vs all-time popularity "
         "minus each user's kept movies; ratio = served / popularity, paired bootstrap 95% "
         "interval over users; seen = served items already in the user's kept history; pop% = "
-        "answers with X-Rec-Source: popular; fail = non-200 answers; seconds from log marks."
+        "answers with X-Rec-Source: popular; fail = non-200 answers; wall seconds per stage."
     )
     for row in rows:
         if "gate" in row:
-            print(f"  {row['shape']}: gate: {row['gate']}; served {row['served_model_versions']}")
+            print(f"  {row['shape']}: {row['protocol']}; gate: {row['gate']}; "
+                  f"served {row['served_model_versions']}")  # fmt: skip
 
 
 def measure_or_skip(shape: str, work: Path, args, families: list[str] | None) -> dict[str, Any]:
     """The shape's row: measured, or {"skipped": why} / {"error": what} (never raises)."""
-    if shape == "churn" and not simulator_has_shape():
-        return {"shape": shape, "skipped": "simulator backfill has no --shape yet"}
     if shape == "movietweetings" and not (MT_DIR / "ratings.dat").exists():
         return {"shape": shape, "skipped": f"{MT_DIR / 'ratings.dat'} not found"}
     started = time.perf_counter()

@@ -15,6 +15,7 @@ import argparse
 import json
 import logging
 import math
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -306,17 +307,26 @@ def run_all(
     dataset_path: str | None = None,
     tolerance: float | None = None,
 ) -> dict[str, Any]:
-    """Every step in order, as the DAG runs them; a summary of ids and paths."""
-    data = build_dataset(window_days, dataset_path)
-    versions = train_candidates(data, families, hyperparameters)
-    evaluation = evaluate_candidates(data, versions)
-    decision = gate(evaluation, tolerance)
+    """Every step in order, as the DAG runs them; a summary of ids, paths and step seconds."""
+    seconds: dict[str, float] = {}
+
+    def timed(step: str, function, *args):
+        started = time.perf_counter()
+        result = function(*args)
+        seconds[step] = round(time.perf_counter() - started, 2)
+        return result
+
+    data = timed("dataset", build_dataset, window_days, dataset_path)
+    versions = timed("train", train_candidates, data, families, hyperparameters)
+    evaluation = timed("evaluate", evaluate_candidates, data, versions)
+    decision = timed("gate", gate, evaluation, tolerance)
     out: dict[str, Any] = {"dataset": data, "models": versions, "gate": decision.reason}
     if decision.publish:
-        out["refit"] = refit(data, decision.publish)
-        scored = score_model(out["refit"])
-        out["reco_version"] = publish_scores(scored, out["refit"])
-    out["popular_version"] = refresh_popularity(data)
+        out["refit"] = timed("refit", refit, data, decision.publish)
+        scored = timed("score", score_model, out["refit"])
+        out["reco_version"] = timed("publish", publish_scores, scored, out["refit"])
+    out["popular_version"] = timed("popularity", refresh_popularity, data)
+    out["seconds"] = seconds
     return out
 
 
