@@ -68,7 +68,7 @@ def train_family(dataset_path: str, family: str, hyperparameters: str | dict | N
     from jobs import evaluate, train
 
     params = parse_hyperparameters(hyperparameters).get(family, {})
-    return train.train(dataset_path, family, params, k=K, users_dim=evaluate.load_users_dim())
+    return train.train(dataset_path, family, params, users_dim=evaluate.load_users_dim())
 
 
 def train_candidates(
@@ -104,7 +104,6 @@ def production_twin(
         dataset_path,
         prod["family"],
         prod["hyperparameters"],
-        k=K,
         database_url=database_url,
         users_dim=evaluate.load_users_dim(),
     )

@@ -141,11 +141,52 @@ def measurements(model: Recommender, fit_seconds: float, path: Path, k: int) -> 
     }
 
 
+def save_and_register(
+    model: Recommender,
+    fit_seconds: float,
+    fitted_on: tuple[pd.DataFrame, str],
+    dataset_path: Path,
+    metrics: dict[str, Any],
+    database_url: str | None = None,
+    models_dir: str | Path | None = None,
+    evaluated_as: str | None = None,
+) -> str:
+    """Save the artifact (aside, hashed, renamed), measure it and register it; its version.
+
+    `fitted_on` = (the frame the model was fitted on, which part of the dataset that is).
+    """
+    manifest = dataset.read_manifest(dataset_path)
+    root = Path(models_dir) if models_dir else settings.load().models_dir
+    newest = pd.Timestamp(manifest["window"]["newest_event"]).to_pydatetime()
+    data_key = manifest["dataset_id"] + ("-all" if evaluated_as else "")
+    version, final, sha = save_artifact(
+        model,
+        root,
+        lambda sha: registry.make_version(model.family, newest, sha, model.params, data_key),
+    )
+    frame, part = fitted_on
+    registry.register(
+        version,
+        model.family,
+        model.params,
+        {**metrics, **measurements(model, fit_seconds, final, K), "k": K},
+        manifest,
+        dataset_path,
+        final,
+        sha,
+        fit_seconds,
+        data_newest_event=newest,
+        database_url=database_url,
+        evaluated_as=evaluated_as,
+        trained_on=trained_on(frame, manifest["dataset_id"], part),
+    )
+    return version
+
+
 def train(
     dataset_path: str | Path,
     family: str,
     params: dict[str, Any] | None = None,
-    k: int = K,
     database_url: str | None = None,
     models_dir: str | Path | None = None,
     users_dim: pd.DataFrame | None = None,
@@ -157,46 +198,24 @@ def train(
     """
     params = dict(params or {})
     dataset_path = Path(dataset_path)
-    manifest = dataset.read_manifest(dataset_path)
+    protocol = (dataset.read_manifest(dataset_path).get("evaluation") or {}).get("protocol")
     folds = dataset.load_folds(dataset_path)
     log.info("training %s %s on %s (%d folds)", family, params, dataset_path, len(folds))
-    model, fit_seconds, result = fit_folds(family, params, folds, k, users_dim)
-
-    root = Path(models_dir) if models_dir else settings.load().models_dir
-    newest = pd.Timestamp(manifest["window"]["newest_event"]).to_pydatetime()
-    version, final, sha = save_artifact(
+    model, fit_seconds, result = fit_folds(family, params, folds, K, users_dim)
+    metrics = {**result["overall"], "protocol": protocol, "by_group": result["by_group"]}
+    version = save_and_register(
         model,
-        root,
-        lambda sha: registry.make_version(
-            family, newest, sha, model.params, manifest["dataset_id"]
-        ),
+        fit_seconds,
+        (folds[-1][0], f"{protocol} evaluation fit"),
+        dataset_path,
+        metrics,
+        database_url,
+        models_dir,
     )
-    protocol = (manifest.get("evaluation") or {}).get("protocol", "global")
-    metrics = {
-        **result["overall"],
-        **measurements(model, fit_seconds, final, k),
-        "k": k,
-        "protocol": protocol,
-        "by_group": result["by_group"],
-    }
     per_user = evaluate.per_user_path(dataset_path, version)
     per_user.parent.mkdir(parents=True, exist_ok=True)
     result["per_user"].to_parquet(per_user, index=False)
-    registry.register(
-        version,
-        family,
-        model.params,
-        metrics,
-        manifest,
-        dataset_path,
-        final,
-        sha,
-        fit_seconds,
-        data_newest_event=newest,
-        database_url=database_url,
-        trained_on=trained_on(folds[-1][0], manifest["dataset_id"], f"{protocol} evaluation fit"),
-    )
-    log.info("registered %s: ndcg@%d=%.4f", version, k, metrics.get(f"ndcg_at_{k}", float("nan")))
+    log.info("registered %s: ndcg@%d=%.4f", version, K, metrics.get(f"ndcg_at_{K}", float("nan")))
     return version
 
 
@@ -209,47 +228,26 @@ def refit(
     """Refit an evaluated model's family with its chosen hyperparameters on every interaction
     of the dataset's window (select, then refit); register it linked to the evaluated one."""
     dataset_path = Path(dataset_path)
-    manifest = dataset.read_manifest(dataset_path)
     evaluated = registry.get(evaluated_version, database_url)
     chosen = families.load(evaluated["family"], evaluated["artifact_path"]).fitted_params()
     everything = dataset.load_interactions(dataset_path)
     log.info("refitting %s %s on all %d interactions", evaluated["family"], chosen,
              len(everything))  # fmt: skip
     model, fit_seconds = fit_timed(evaluated["family"], chosen, everything)
-    root = Path(models_dir) if models_dir else settings.load().models_dir
-    newest = pd.Timestamp(manifest["window"]["newest_event"]).to_pydatetime()
-    version, final, sha = save_artifact(
-        model,
-        root,
-        lambda sha: registry.make_version(
-            evaluated["family"], newest, sha, model.params, manifest["dataset_id"] + "-all"
-        ),
-    )
     offline = {
         key: value
         for key, value in (evaluated["metrics"] or {}).items()
         if key not in ("by_group", "fit_seconds", "recommend_users_per_second")
     }
-    metrics = {
-        **measurements(model, fit_seconds, final, K),
-        "k": K,
-        "offline_from": evaluated_version,
-        "offline": offline,
-    }
-    registry.register(
-        version,
-        evaluated["family"],
-        model.params,
-        metrics,
-        manifest,
-        dataset_path,
-        final,
-        sha,
+    version = save_and_register(
+        model,
         fit_seconds,
-        data_newest_event=newest,
-        database_url=database_url,
+        (everything, "all interactions in the window"),
+        dataset_path,
+        {"offline_from": evaluated_version, "offline": offline},
+        database_url,
+        models_dir,
         evaluated_as=evaluated_version,
-        trained_on=trained_on(everything, manifest["dataset_id"], "all interactions in the window"),
     )
     log.info("refit %s -> %s in %.1f s", evaluated_version, version, fit_seconds)
     return version
@@ -260,14 +258,12 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser.add_argument("--dataset", type=Path, required=True, help="dataset directory")
     parser.add_argument("--family", required=True, choices=sorted(families.FAMILIES))
     parser.add_argument("--param", action="append", default=[], help="hyperparameter name=value")
-    parser.add_argument("--k", type=int, default=K)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     version = train(
         args.dataset,
         args.family,
         parse_params(args.param),
-        k=args.k,
         users_dim=evaluate.load_users_dim(),
     )
     print(version)

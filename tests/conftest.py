@@ -7,6 +7,7 @@ import logging
 import os
 import uuid
 from contextlib import contextmanager
+from urllib.parse import quote
 
 import pytest
 
@@ -48,6 +49,36 @@ def postgres(local_services, settings) -> str:
 def kafka(local_services, settings) -> str:
     """Bootstrap servers of a real Kafka broker."""
     return settings.kafka_bootstrap_servers
+
+
+@contextmanager
+def private_schema(postgres: str, files: tuple[str, ...] | None = None, also_public: bool = False):
+    """DATABASE_URL whose search_path is a fresh schema holding sql/schema `files` (all when
+    None; `also_public` lets other tables resolve to public); the schema is dropped afterwards."""
+    import psycopg2
+
+    from jobs import db
+
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    with psycopg2.connect(postgres) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE SCHEMA {schema}")
+    conn.close()
+    path = f"{schema},public" if also_public else schema
+    sep = "&" if "?" in postgres else "?"
+    url = f"{postgres}{sep}options={quote(f'-csearch_path={path}')}"
+    if files is None:
+        db.apply_schema(url)
+    else:
+        with psycopg2.connect(url) as conn, conn.cursor() as cur:
+            for name in files:
+                cur.execute(db.read_sql(f"schema/{name}"))
+        conn.close()
+    try:
+        yield url
+    finally:
+        with psycopg2.connect(postgres) as conn, conn.cursor() as cur:
+            cur.execute(f"DROP SCHEMA {schema} CASCADE")
+        conn.close()
 
 
 @contextmanager

@@ -13,18 +13,16 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote
 
-import psycopg2
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import db, derive, ingest, lake, parse, validate
+from jobs import derive, ingest, lake, parse, validate
 from ops import services
+from tests.conftest import private_schema
 
 pytestmark = pytest.mark.integration
 
@@ -48,24 +46,10 @@ ALL_LINE_FAULTS = [*KIND_REASONS, "duplicate", "out_of_order", "unknown_movie"]
 @contextmanager
 def private_state(postgres: str, var_dir: Path, monkeypatch):
     """DATABASE_URL of a fresh schema holding this area's tables; RECS_VAR_DIR = var_dir."""
-    schema = f"ing_{uuid.uuid4().hex[:10]}"
-    with psycopg2.connect(postgres) as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE SCHEMA {schema}")
-    conn.close()
-    sep = "&" if "?" in postgres else "?"
-    url = f"{postgres}{sep}options={quote(f'-csearch_path={schema}')}"
-    with psycopg2.connect(url) as conn, conn.cursor() as cur:
-        for name in ("020_snapshots.sql", "021_catalog.sql"):
-            cur.execute(db.read_sql(f"schema/{name}"))
-    conn.close()
-    monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.setenv("RECS_VAR_DIR", str(var_dir))
-    try:
+    with private_schema(postgres, ("020_snapshots.sql", "021_catalog.sql")) as url:
+        monkeypatch.setenv("DATABASE_URL", url)
+        monkeypatch.setenv("RECS_VAR_DIR", str(var_dir))
         yield url
-    finally:
-        with psycopg2.connect(postgres) as conn, conn.cursor() as cur:
-            cur.execute(f"DROP SCHEMA {schema} CASCADE")
-        conn.close()
 
 
 @pytest.fixture

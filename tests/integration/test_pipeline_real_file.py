@@ -15,17 +15,15 @@ import json
 import socket
 import subprocess
 import sys
-import uuid
 from pathlib import Path
-from urllib.parse import quote
 
 import numpy as np
 import psycopg2
 import pytest
 
-from jobs import dataset, db, lake, pipeline, registry
+from jobs import dataset, lake, pipeline, registry
 from ops import services
-from tests.conftest import fresh_topic
+from tests.conftest import fresh_topic, private_schema
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -69,20 +67,11 @@ def closed_port() -> int:
 @pytest.fixture
 def private_platform(postgres, tmp_path, monkeypatch):
     """Every table in a fresh schema; private lake; a metadata API URL nobody answers."""
-    schema = f"rf_{uuid.uuid4().hex[:10]}"
-    with psycopg2.connect(postgres) as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE SCHEMA {schema}")
-    conn.close()
-    sep = "&" if "?" in postgres else "?"
-    url = f"{postgres}{sep}options={quote(f'-csearch_path={schema}')}"
-    db.apply_schema(url)
-    monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.setenv("RECS_VAR_DIR", str(tmp_path / "var"))
-    monkeypatch.setenv("METADATA_API_URL", f"http://127.0.0.1:{closed_port()}")
-    yield url
-    with psycopg2.connect(postgres) as conn, conn.cursor() as cur:
-        cur.execute(f"DROP SCHEMA {schema} CASCADE")
-    conn.close()
+    with private_schema(postgres) as url:
+        monkeypatch.setenv("DATABASE_URL", url)
+        monkeypatch.setenv("RECS_VAR_DIR", str(tmp_path / "var"))
+        monkeypatch.setenv("METADATA_API_URL", f"http://127.0.0.1:{closed_port()}")
+        yield url
 
 
 def run_dag(dag_id: str, conf: dict) -> str:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from contextlib import contextmanager
 from datetime import datetime
-from urllib.parse import quote
 
-import psycopg2
 import pytest
 
-from jobs import db, registry
+from jobs import registry
+from tests.conftest import private_schema
 
 pytestmark = pytest.mark.integration
 
@@ -18,21 +16,8 @@ pytestmark = pytest.mark.integration
 @contextmanager
 def private_registry(postgres: str):
     """DATABASE_URL whose search_path is a fresh schema holding only 030_registry.sql."""
-    schema = f"reg_{uuid.uuid4().hex[:10]}"
-    with psycopg2.connect(postgres) as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE SCHEMA {schema}")
-    conn.close()
-    sep = "&" if "?" in postgres else "?"
-    url = f"{postgres}{sep}options={quote(f'-csearch_path={schema}')}"
-    with psycopg2.connect(url) as conn, conn.cursor() as cur:
-        cur.execute(db.read_sql("schema/030_registry.sql"))
-    conn.close()
-    try:
+    with private_schema(postgres, ("030_registry.sql",)) as url:
         yield url
-    finally:
-        with psycopg2.connect(postgres) as conn, conn.cursor() as cur:
-            cur.execute(f"DROP SCHEMA {schema} CASCADE")
-        conn.close()
 
 
 @pytest.fixture

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from urllib.parse import quote
 
 import psycopg2
 import pytest
 
-from jobs import dataset, db, pipeline, registry
+from jobs import dataset, pipeline, registry
 from ops import services
+from tests.conftest import private_schema
 from tests.integration.test_dataset import planted_world, write_snapshot
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -39,21 +39,10 @@ def world(spark, tmp_path_factory):
 @pytest.fixture
 def isolated(postgres, tmp_path, monkeypatch):
     """Registry in a fresh schema (serving tables still resolve to public); state in tmp."""
-    schema = f"tp_{uuid.uuid4().hex[:10]}"
-    with psycopg2.connect(postgres) as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE SCHEMA {schema}")
-    conn.close()
-    sep = "&" if "?" in postgres else "?"
-    url = f"{postgres}{sep}options={quote(f'-csearch_path={schema},public')}"
-    with psycopg2.connect(url) as conn, conn.cursor() as cur:
-        cur.execute(db.read_sql("schema/030_registry.sql"))
-    conn.close()
-    monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.setenv("RECS_VAR_DIR", str(tmp_path / "var"))
-    yield url
-    with psycopg2.connect(postgres) as conn, conn.cursor() as cur:
-        cur.execute(f"DROP SCHEMA {schema} CASCADE")
-    conn.close()
+    with private_schema(postgres, ("030_registry.sql",), also_public=True) as url:
+        monkeypatch.setenv("DATABASE_URL", url)
+        monkeypatch.setenv("RECS_VAR_DIR", str(tmp_path / "var"))
+        yield url
 
 
 def run_dag(conf: dict) -> dict[str, str]:
