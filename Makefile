@@ -92,7 +92,7 @@ serve: services-up ## The serving tier (gunicorn) on :8082, in the foreground
 	$(PY) -m serving
 
 rollback: services-up ## Switch serving back to the previously published version
-	$(PY) -m jobs.publish rollback
+	$(PY) -m jobs.publish.publish rollback
 
 clean: ## Remove caches of tools (not .var/ or .cache/)
 	rm -rf .pytest_cache .ruff_cache htmlcov .coverage

@@ -2,7 +2,8 @@
 
 Produces N synthetic movielog lines (default 10,000,000; ~1% malformed) into a fresh
 3-partition topic, then runs `--runs` times, each in a fresh process and a fresh lake:
-ingest (jobs.ingest) + Great Expectations validation (jobs.validate, private Postgres schema).
+ingest (jobs.ingest.snapshot) + Great Expectations validation (jobs.ingest.validate,
+private Postgres schema).
 Prints the median lines/s of ingest alone and of ingest + validation, and the peak RSS.
 
 Run: `python -m benchmarks.bench_ingest [--lines 10000000] [--runs 3]` (Kafka and Postgres up).
@@ -81,7 +82,8 @@ def produce(bootstrap: str, topic: str, n: int) -> float:
 
 def child(topic: str, database_url: str) -> None:
     """One measured run in this (fresh) process: ingest + validate; prints JSON."""
-    from jobs import ingest, lake, validate
+    from jobs.ingest import lake, validate
+    from jobs.ingest import snapshot as ingest
 
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         root = Path(tmp) / "lake"
@@ -111,7 +113,7 @@ def child(topic: str, database_url: str) -> None:
 def private_schema(database_url: str) -> tuple[str, str]:
     import psycopg2
 
-    from jobs import db
+    from contracts import db
 
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     import psycopg2
     from confluent_kafka.admin import AdminClient
 
-    from jobs import settings
+    from contracts import settings
     from ops import services
 
     cfg = settings.load()

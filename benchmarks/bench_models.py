@@ -3,7 +3,7 @@
 Protocol (docs/models.md): the dataset job's GLOBAL temporal split (train = before the cutoff T
 at the 0.8 quantile of event time; test = after T, users and movies with training history).
 Hyperparameters are chosen on a VALIDATION split carved from the training period by the same
-rule (jobs.dataset.temporal_split), never on test; the chosen setting is then fitted on the
+rule (jobs.train.dataset.temporal_split), never on test; the chosen setting is then fitted on the
 whole training split REPEATS times (median fit seconds) and measured once on test. The hybrid
 family chooses its own blend on such a validation split inside fit().
 
@@ -13,7 +13,7 @@ seconds, median users/s of recommend() on a 2048-user block (REPEATS calls after
 bytes written by save(), bytes of the arrays held in memory. Then a paired bootstrap 95%
 interval of the NDCG@20 difference best-family minus each popularity, and Surprise SVD
 through our pipeline vs Surprise run directly on the same split (RMSE).
-Definitions: jobs/report.py DEFINITIONS. `--split per_user` reruns on the older rule.
+Definitions: jobs/train/report.py DEFINITIONS. `--split per_user` reruns on the older rule.
 Skips with a message when the sample is absent.
 """
 
@@ -76,7 +76,7 @@ def surprise_direct_rmse(train, test, params: dict) -> float:
 
 def movietweetings_split(root: Path, split: str = "global", spark=None):
     """Snapshot -> dataset (all history, the given split rule) -> (path, train, test)."""
-    from jobs import dataset
+    from jobs.train import dataset
 
     snap = dataset.movietweetings_snapshot(SAMPLE, root / "mt-snapshot")
     path = dataset.build_dataset(
@@ -87,8 +87,8 @@ def movietweetings_split(root: Path, split: str = "global", spark=None):
 
 def tune(family: str, candidates: list[dict], train: pd.DataFrame) -> tuple[dict, list]:
     """The candidate with the best NDCG@20 on a validation split of `train` (+ all scores)."""
-    from jobs import dataset, evaluate
-    from jobs.train import fit_timed
+    from jobs.train import dataset, evaluate
+    from jobs.train.train import fit_timed
 
     if len(candidates) == 1:
         return candidates[0], []
@@ -102,8 +102,8 @@ def tune(family: str, candidates: list[dict], train: pd.DataFrame) -> tuple[dict
 
 def measure(family: str, params: dict, train, test, out: Path) -> dict:
     """Fit REPEATS times (median seconds), then accuracy, throughput and size of the last fit."""
-    from jobs import evaluate, metrics
-    from jobs.train import disk_bytes, fit_timed
+    from jobs.train import evaluate, metrics
+    from jobs.train.train import disk_bytes, fit_timed
 
     fits, model = [], None
     for _ in range(REPEATS):
@@ -152,7 +152,7 @@ def main(argv: list[str]) -> int:
     if not SAMPLE.exists():
         print(f"skipped: MovieTweetings sample not found at {SAMPLE}")
         return 0
-    from jobs import dataset
+    from jobs.train import dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

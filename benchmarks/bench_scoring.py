@@ -2,12 +2,12 @@
 
 One run prints one table (medians of --repeats runs) of:
 - the top-20 kernel in users/s on all cores (one process per core, one BLAS thread each, the
-  way Spark tasks run it), for: the matrix products alone (the bound), the full jobs.topk
+  way Spark tasks run it), for: the matrix products alone (the bound), the full jobs.publish.topk
   pipeline (product + seen exclusion + top-20), and the plain `argpartition` baseline;
-- the whole Spark job, jobs.score.score(): 1M users -> Parquet, plus its Spark-side audit;
+- the whole Spark job, jobs.publish.score.score(): 1M users -> Parquet, plus its Spark-side audit;
 - Spark ALS `recommendForAllUsers(20)` on the very same factors (an ALSModel whose factor
   tables are ours), on a user sample, extrapolated; top-20 lists compared on that sample;
-- COPY + audit + publish of the 1M scored rows through jobs.publish (then rolled back).
+- COPY + audit + publish of the 1M scored rows through jobs.publish.publish (then rolled back).
 
 `python -m benchmarks.bench_scoring [--users 1000000] [--items 27000] [--rank 64]`
 Memory stays around 2-3 GB: factors 256 MB, histories ~100 MB, one score block per process.
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs import topk
+from jobs.publish import topk
 
 _STATE: dict = {}
 
@@ -131,7 +131,7 @@ def als_model_dir(spark, root: Path, user_factors: np.ndarray, item_factors: np.
 
 
 def als_rate(spark, data: dict, sample: int, workers: int, root: Path) -> dict:
-    """recommendForAllUsers(20) on a user sample vs jobs.topk on the same factors (no bias)."""
+    """recommendForAllUsers(20) on a user sample vs jobs.publish.topk, same factors, no bias."""
     from pyspark.ml.recommendation import ALSModel
 
     users = data["user_factors"][:sample]
@@ -170,7 +170,7 @@ def catalogue(n_items: int) -> list[str]:
 
 
 def save_model(data: dict, n_items: int, path: Path) -> Path:
-    """The synthetic state saved as a svd_surprise model (what jobs.score reads)."""
+    """The synthetic state saved as a svd_surprise model (what jobs.publish.score reads)."""
     import scipy.sparse as sp
 
     from jobs.models.svd_surprise import SurpriseSVD
@@ -220,21 +220,21 @@ def main(argv: list[str] | None = None) -> None:
     rows += [
         ("matrix-product bound (products only)", f"{bound:,.0f} users/s", ""),
         (
-            "jobs.topk: product + exclusion + top-20",
+            "jobs.publish.topk: product + exclusion + top-20",
             f"{ours:,.0f} users/s",
             f"{ours / bound:.2f} of bound (target >= 0.5)",
         ),
         (
             "naive: product + exclusion + argpartition",
             f"{naive:,.0f} users/s",
-            f"{naive / bound:.2f} of bound; jobs.topk is {ours / naive:.1f}x",
+            f"{naive / bound:.2f} of bound; jobs.publish.topk is {ours / naive:.1f}x",
         ),
         ("  -> 1M users, kernel only", f"{1_000_000 / ours:,.1f} s", ""),
     ]
     root = Path(tempfile.mkdtemp(prefix="bench-scoring-"))
     try:
         if not args.skip_spark:
-            from jobs import score
+            from jobs.publish import score
             from jobs.spark import get_spark
 
             spark = get_spark("bench-scoring", driver_memory="3g")
@@ -243,7 +243,8 @@ def main(argv: list[str] | None = None) -> None:
                 (
                     f"Spark ALS recommendForAllUsers(20), {als['sample']:,} users",
                     f"{als['als_users_per_s']:,.0f} users/s",
-                    f"jobs.topk (same: no bias/exclusion) {als['ours_users_per_s']:,.0f} users/s = "
+                    "jobs.publish.topk (same: no bias/exclusion) "
+                    f"{als['ours_users_per_s']:,.0f} users/s = "
                     f"{als['ours_users_per_s'] / als['als_users_per_s']:.1f}x (target >= 10x)",
                 )
             )
@@ -264,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
             audit_s = time.perf_counter() - began
             rows.append(
                 (
-                    f"Spark job jobs.score, {result.n_users:,} users -> Parquet",
+                    f"Spark job jobs.publish.score, {result.n_users:,} users -> Parquet",
                     f"{job:,.1f} s",
                     f"{result.n_users / job:,.0f} users/s end to end (bundle + tasks + write)",
                 )
@@ -279,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def publish_rows(path: str, n_users: int, catalog: list[str]) -> list[tuple[str, str, str]]:
     """Time COPY into a new table, the audit (+ attach) and the pointer switch; then roll back."""
-    from jobs import publish, score
+    from jobs.publish import publish, score
 
     version = f"bench-{uuid.uuid4().hex[:10]}"
     began = time.perf_counter()
@@ -292,7 +293,7 @@ def publish_rows(path: str, n_users: int, catalog: list[str]) -> list[tuple[str,
     publish.rollback()  # serve what was served before the benchmark
     drop_version(version)
     rows = [
-        (f"COPY {n_users:,} rows (jobs.publish)", f"{copy_s:,.1f} s", ""),
+        (f"COPY {n_users:,} rows (jobs.publish.publish)", f"{copy_s:,.1f} s", ""),
         ("  audit (incl. catalogue check) + attach", f"{audit_s:,.1f} s", ""),
         ("  COPY + audit + publish", f"{total:,.1f} s", "target <= 60 s; rolled back after"),
     ]
@@ -304,7 +305,8 @@ def drop_version(version: str) -> None:
     import psycopg2
     from psycopg2 import sql
 
-    from jobs import publish, settings
+    from contracts import settings
+    from jobs.publish import publish
 
     conn = psycopg2.connect(settings.load().database_url)
     conn.autocommit = True

@@ -2,18 +2,18 @@
 
 Per data shape (the simulator's stable and churn worlds, MovieTweetings 100k when the
 read-only sample is there), `measure_shape`:
-1. parses the movielog lines with jobs.parse and holds back each user's later 20% of movies
-   (jobs.served_quality.hold_back_later; rule in its docstring); only the kept lines go on;
+1. parses the movielog lines with jobs.ingest.parse and holds back each user's later 20% of movies
+   (jobs.train.served_quality.hold_back_later; rule in its docstring); only the kept lines go on;
 2. replays the kept lines into a FRESH Kafka topic (`python -m simulator replay`);
 3. runs the platform in private state, in a child process: a throwaway Postgres cluster
    (serving.harness.PrivateDatabase: its own roles, schema and serving_pointer), a private
-   RECS_VAR_DIR and KAFKA_TOPIC; jobs.ingest -> jobs.validate (validate + mark, as the
-   movielog_ingest DAG) -> jobs.pipeline.run_all (dataset, train, evaluate, gate, score,
-   publish, popularity);
+   RECS_VAR_DIR and KAFKA_TOPIC; jobs.ingest.snapshot -> jobs.ingest.validate (validate +
+   mark, as the movielog_ingest DAG) -> jobs.pipeline.run_all (dataset, train, evaluate,
+   gate, refit, score, publish, popularity);
 4. starts real gunicorn (serving.harness.ServingProcess) on that database and GETs
    /recommend/<user> for every user with a relevant held-back movie;
 5. scores the served lists and an all-time popularity list over the kept events
-   (jobs.served_quality.served_vs_popularity: paired bootstrap 95% intervals over users).
+   (jobs.train.served_quality.served_vs_popularity: paired bootstrap 95% intervals over users).
 
 Prints one row per shape and writes the rows to <RECS_VAR_DIR>/bench/served_quality.json.
 Stage seconds: ingest and validate timed here, the rest as jobs.pipeline.run_all reports them
@@ -84,7 +84,7 @@ def import_movietweetings(out: Path, data_dir: Path = MT_DIR) -> Path:
 
 # ------------------------------------------------------------------ lines <-> events
 def read_events(lines_path: Path, chunk: int = CHUNK_LINES):
-    """(events, recos, n_lines) of a movielog file, parsed by jobs.parse like ingest does.
+    """(events, recos, n_lines) of a movielog file, parsed by jobs.ingest.parse like ingest does.
 
     events: user_id, movie_id (categorical), event_time, kind, minute, rating, line (0-based
     line number); recos: user_id, event_time, line of recommendation-request lines. Rejected
@@ -96,9 +96,9 @@ def read_events(lines_path: Path, chunk: int = CHUNK_LINES):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from jobs import parse
-    from jobs.columns import ITEM_COL, MINUTE_COL, OFFSET_COL, RATING_COL, TIME_COL, USER_COL
-    from jobs.served_quality import KIND_COL, RATE, WATCH
+    from contracts.names import ITEM_COL, MINUTE_COL, OFFSET_COL, RATING_COL, TIME_COL, USER_COL
+    from jobs.ingest import parse
+    from jobs.train.served_quality import KIND_COL, RATE, WATCH
 
     parts: list[pa.Table] = []
     recos: list[pa.Table] = []
@@ -152,7 +152,7 @@ def held_lines(held, recos, n_lines: int):
     requests at or after that user's cut time (the first held event time)."""
     import numpy as np
 
-    from jobs.columns import TIME_COL, USER_COL
+    from contracts.names import TIME_COL, USER_COL
 
     mask = np.zeros(n_lines, dtype=bool)
     mask[held["line"].to_numpy()] = True
@@ -178,7 +178,9 @@ def write_kept(lines_path: Path, held_mask, out: Path) -> int:
 def pipeline_child(workdir: Path, families: list[str] | None) -> int:
     """In this process's environment (DATABASE_URL, RECS_VAR_DIR, KAFKA_TOPIC set by the
     parent): ingest -> validate -> mark -> run_all; writes workdir/pipeline.json."""
-    from jobs import ingest, pipeline, validate
+    from jobs import pipeline
+    from jobs.ingest import snapshot as ingest
+    from jobs.ingest import validate
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -198,7 +200,7 @@ def pipeline_child(workdir: Path, families: list[str] | None) -> int:
     summary = pipeline.run_all(**kwargs)
     seconds.update(summary["seconds"])
     seconds["run_all"] = round(time.time() - began, 1)
-    from jobs import dataset
+    from jobs.train import dataset
 
     report = {
         "evaluation": dataset.read_manifest(summary["dataset"]).get("evaluation"),
@@ -257,8 +259,8 @@ def measure_shape(
     pipeline_timeout: float = 3600,
 ) -> dict[str, Any]:
     """One data shape end to end (module docstring); the row: quality, counts and seconds."""
-    from jobs import served_quality as sq
-    from jobs import settings
+    from contracts import settings
+    from jobs.train import served_quality as sq
     from ops import services
     from serving.harness import PrivateDatabase, ServingProcess, wait_for
 
@@ -340,7 +342,7 @@ def _status(url: str) -> int:
 
 # ------------------------------------------------------------------ table
 def print_rows(rows: list[dict[str, Any]]) -> None:
-    from jobs.served_quality import ServedQuality
+    from jobs.train.served_quality import ServedQuality
 
     fields = ServedQuality.__dataclass_fields__
     print(f"{'shape':<15} {ServedQuality.HEADER} {'dataset':>7} {'train':>6} {'refit':>6} "
@@ -412,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return pipeline_child(args.child, families)
 
-    from jobs import settings
+    from contracts import settings
 
     shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
     unknown = sorted(set(shapes) - set(SHAPES))

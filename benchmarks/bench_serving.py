@@ -98,7 +98,7 @@ def rows(n_users: int, tag: str):
 
 def wap(owner_url: str, version: str, n_users: int, out: mp.Queue | None = None) -> float:
     """Load, audit and publish one version; return (and report) the seconds it took."""
-    from jobs import publish
+    from jobs.publish import publish
 
     started = time.perf_counter()
     publish.load_recommendations(rows(n_users, version), version, "bench-model", owner_url)
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         print("wrk is not installed (apt-get install -y wrk)", file=sys.stderr)
         return 2
 
-    from jobs import publish
+    from jobs.publish import publish
     from serving.harness import PrivateDatabase, free_port
 
     max_user = int(args.users * 1.1)  # ~10 % unknown users get the popularity list

@@ -15,7 +15,7 @@ import uuid
 
 import psutil
 
-from jobs import settings as settings_mod
+from contracts import settings as settings_mod
 from simulator.generator import Simulation
 from simulator.sinks import KafkaSink
 from simulator.world import World

@@ -1,9 +1,9 @@
 """catalog_sync: users and movies seen in accepted snapshots -> metadata API -> Postgres + Parquet.
 
-Daily. Wiring only: the task calls jobs.catalog_sync.sync and returns the dims directory.
+Daily. Wiring only: the task calls jobs.ingest.catalog.sync and returns the dims directory.
 The catalogue is optional: when the metadata API is down the task still succeeds, with the
 catalogue recorded as `unavailable` in dims/catalog_status.json and dims/catalog_sync.prom
-(see jobs/catalog_sync.py); retries are for real failures (Postgres, the lake).
+(see jobs/ingest/catalog.py); retries are for real failures (Postgres, the lake).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ DEFAULT_ARGS = {"retries": 2, "retry_delay": timedelta(minutes=5)}
 def catalog_sync():
     @task
     def sync(params=None) -> str:
-        from jobs import catalog_sync as job
+        from jobs.ingest import catalog as job
 
         return job.sync(api_url=params["metadata_api_url"] or None).dims_dir
 

@@ -34,14 +34,14 @@ DEFAULT_ARGS = {"retries": 1, "retry_delay": timedelta(minutes=1)}
 def movielog_ingest():
     @task
     def snapshot(params=None) -> str | None:
-        from jobs import ingest
+        from jobs.ingest import snapshot as ingest
 
         result = ingest.ingest(topic=params["topic"] or None, max_lines=params["max_lines"])
         return result.snapshot_id
 
     @task
     def validate(snapshot_id: str | None) -> str | None:
-        from jobs import validate as checks
+        from jobs.ingest import validate as checks
 
         if snapshot_id is None:
             return None
@@ -51,7 +51,7 @@ def movielog_ingest():
     def mark(snapshot_id: str | None) -> str | None:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from jobs import validate as checks
+        from jobs.ingest import validate as checks
 
         if snapshot_id is None:
             print("no new offsets: nothing to mark")
@@ -63,7 +63,7 @@ def movielog_ingest():
 
     @task(trigger_rule="all_done")
     def build_docs() -> str:
-        from jobs import validate as checks
+        from jobs.ingest import validate as checks
 
         return checks.build_docs()
 

@@ -3,7 +3,7 @@
 build_dataset -> train_candidates -> evaluate_candidates (+ report) -> gate -> refit ->
 score -> publish_scores -> refresh_popularity. Select, then refit: candidates are chosen and
 gated on held-out data; what is scored and published is the gated configuration refitted on
-every interaction of the window (jobs.train.refit), linked to its evaluated twin.
+every interaction of the window (jobs.train.train.refit), linked to its evaluated twin.
 Every step runs without Airflow (`python -m jobs.pipeline all --families item_knn,hybrid`),
 is keyed on the data (dataset id, model version), never on the wall clock, and is safe to
 rerun.
@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from jobs import gate as gate_mod
-from jobs import settings
+from contracts import settings
+from jobs.train import gate as gate_mod
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def run_dir(dataset_path: str | Path) -> Path:
 # ------------------------------------------------------------------ 1. dataset
 def build_dataset(window_days: float | None = None, dataset_path: str | None = None) -> str:
     """Dataset directory from the accepted snapshots (or `dataset_path` as given); its path."""
-    from jobs import dataset
+    from jobs.train import dataset
 
     if dataset_path:
         dataset.read_manifest(dataset_path)  # fails clearly when it is not a dataset
@@ -65,7 +65,7 @@ def parse_hyperparameters(raw: str | dict | None) -> dict[str, dict[str, Any]]:
 
 def train_family(dataset_path: str, family: str, hyperparameters: str | dict | None = None) -> str:
     """Train, evaluate and register one family on the dataset; its model version."""
-    from jobs import evaluate, train
+    from jobs.train import evaluate, train
 
     params = parse_hyperparameters(hyperparameters).get(family, {})
     return train.train(dataset_path, family, params, users_dim=evaluate.load_users_dim())
@@ -91,7 +91,7 @@ def production_twin(
     The production artifact itself cannot be measured here: it was refitted on all data of an
     older window, which may include this dataset's test period.
     """
-    from jobs import evaluate, registry, train
+    from jobs.train import evaluate, registry, train
 
     prod = registry.production(database_url)
     if prod is None:
@@ -114,7 +114,7 @@ def evaluate_candidates(
 ) -> str:
     """Write gate_scores.json (candidates, the baseline and production's configuration on the
     same test units) and the model comparison report; return the run directory."""
-    from jobs import dataset, registry, report
+    from jobs.train import dataset, registry, report
 
     out = run_dir(dataset_path)
     out.mkdir(parents=True, exist_ok=True)
@@ -162,7 +162,7 @@ def per_user_scores(dataset_path: str, version: str | None):
     """A model's per-user scores on the dataset's test units (None when there are none)."""
     import pandas as pd
 
-    from jobs import evaluate
+    from jobs.train import evaluate
 
     if not version:
         return None
@@ -176,8 +176,8 @@ def gate(
     database_url: str | None = None,
     min_users: int | None = None,
 ) -> gate_mod.GateDecision:
-    """Gate the run's best candidate (jobs.gate); a rejection is recorded in the registry."""
-    from jobs import registry, report
+    """Gate the run's best candidate (jobs.train.gate); a rejection is recorded in the registry."""
+    from jobs.train import registry, report
 
     summary = json.loads((Path(evaluation_dir) / SCORES_FILE).read_text())
     candidate, data = summary["candidate"], summary["dataset"]
@@ -207,7 +207,7 @@ def gate(
 # ------------------------------------------------------------------ 5. refit
 def refit(dataset_path: str, evaluated_version: str, database_url: str | None = None) -> str:
     """The gated configuration refitted on every interaction of the window; its version."""
-    from jobs import train
+    from jobs.train import train
 
     return train.refit(dataset_path, evaluated_version, database_url)
 
@@ -215,7 +215,8 @@ def refit(dataset_path: str, evaluated_version: str, database_url: str | None = 
 # ------------------------------------------------------------------ 6-8. score, publish, popular
 def score_model(model_version: str, database_url: str | None = None) -> str:
     """Top-20 for every known user of `model_version`, audited in Spark; the Parquet path."""
-    from jobs import registry, score
+    from jobs.publish import score
+    from jobs.train import registry
 
     row = registry.get(model_version, database_url)
     out = settings.load().lake_dir / "scores" / model_version
@@ -233,7 +234,8 @@ def publish_scores(scored_path: str, model_version: str, database_url: str | Non
     """COPY -> audit -> pointer switch, then mark the model production; the reco version."""
     import pyarrow.parquet as pq
 
-    from jobs import publish, registry, score
+    from jobs.publish import publish, score
+    from jobs.train import registry
 
     reco_version = reco_version_for(model_version)
     state = {v["reco_version"]: v["status"] for v in publish.status(database_url)["versions"]}
@@ -244,7 +246,7 @@ def publish_scores(scored_path: str, model_version: str, database_url: str | Non
         if served != n_users:
             raise RuntimeError(
                 f"{reco_version} is {state[reco_version]} but holds {served} of {n_users} rows; "
-                "retire it (python -m jobs.publish retire) and rerun"
+                "retire it (python -m jobs.publish.publish retire) and rerun"
             )
         publish.publish(reco_version, url=database_url)
     else:
@@ -273,7 +275,7 @@ def _catalog(model_version: str, database_url: str | None) -> set[str]:
     """Movie IDs the model may recommend: its training catalogue."""
     import numpy as np
 
-    from jobs import registry
+    from jobs.train import registry
 
     row = registry.get(model_version, database_url)
     with np.load(Path(row["artifact_path"]) / "arrays.npz", allow_pickle=False) as npz:
@@ -285,8 +287,9 @@ def refresh_popularity(dataset_path: str, database_url: str | None = None) -> st
     the window (what unknown users get); its version."""
     import pandas as pd
 
-    from jobs import dataset, publish, registry
     from jobs.models import families
+    from jobs.publish import publish
+    from jobs.train import dataset, registry
 
     manifest = dataset.read_manifest(dataset_path)
     window_end = pd.Timestamp(manifest["window"]["newest_event"]).to_pydatetime()

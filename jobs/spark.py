@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from jobs import settings
+from contracts import settings
 
 
 def get_spark(app_name: str, shuffle_partitions: int = 8, driver_memory: str = "4g"):

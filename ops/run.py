@@ -15,7 +15,7 @@ import sys
 import urllib.request
 from dataclasses import dataclass, field
 
-from jobs import settings as settings_mod
+from contracts import settings as settings_mod
 from ops import services
 
 

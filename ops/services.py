@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from jobs import settings as settings_mod
+from contracts import settings as settings_mod
 
 ALL = ("postgres", "kafka", "airflow")
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -361,7 +361,7 @@ def start_postgres(quiet: bool = False) -> bool:
     cluster = platform_postgres()
     started = cluster.start()
     _bootstrap_postgres(cluster)
-    from jobs import db
+    from contracts import db
 
     db.apply_schema()
     _say(f"postgres   ready on 127.0.0.1:{cluster.port} (log: {cluster.log})", quiet)

@@ -3,7 +3,7 @@
 A known user gets the published list (X-Rec-Source: model), an unknown or cold user the
 popularity list (popular), and when the database cannot answer, everybody gets the
 in-process copy of the popularity list (cache). The server does no ML and imports no model
-code; configuration comes from the environment (jobs.settings and the SERVING_* variables).
+code; configuration comes from the environment (contracts.settings and the SERVING_* variables).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import uuid
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from jobs import settings as settings_mod
+from contracts import settings as settings_mod
 from serving import ab, telemetry
 from serving.ids import InvalidUserId, parse_user_id
 from serving.state import ServingState

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from gunicorn import util as gunicorn_util
 
-from jobs import settings as settings_mod
+from contracts import settings as settings_mod
 
 _cfg = settings_mod.load()
 

@@ -19,7 +19,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobs import settings as settings_mod
+from contracts import settings as settings_mod
 
 OWNER = ("recs", "recs")
 READER = ("recs_reader", "recs_reader")
@@ -72,7 +72,7 @@ class PrivateDatabase:
 
     def create(self) -> PrivateDatabase:
         """initdb, start, create roles and database, apply sql/schema."""
-        from jobs import db
+        from contracts import db
 
         self.cluster.start()
         psql = self.cluster.psql
@@ -179,7 +179,7 @@ def seed_version(
     owner_url: str, reco_version: str, model_version: str, users, publish_it: bool = True
 ) -> dict[int, str]:
     """Load, audit (and publish) a small version; return the served text per user."""
-    from jobs import publish
+    from jobs.publish import publish
 
     users = list(users)
     rows = [(u, items_for(u, reco_version)) for u in users]

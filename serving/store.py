@@ -14,7 +14,7 @@ from datetime import datetime
 
 import psycopg2
 
-from jobs.db import read_sql
+from contracts.db import read_sql
 from serving.ab import Variant
 
 LOOKUP_PREPARE = read_sql("serving_lookup.sql")

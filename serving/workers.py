@@ -25,7 +25,7 @@ import struct
 from gunicorn import util
 from gunicorn.workers.sync import SyncWorker
 
-from jobs import settings as settings_mod
+from contracts import settings as settings_mod
 
 DEFAULT_CLIENT_TIMEOUT_S = 1.0
 

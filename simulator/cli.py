@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from jobs import settings as settings_mod
+from contracts import settings as settings_mod
 from simulator.faults import ALL_KINDS, RATE_MEANING, parse_faults
 from simulator.generator import CHURN_LIVE_DAYS, SHAPES
 

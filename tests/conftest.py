@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import pytest
 
-from jobs import settings as settings_mod
+from contracts import settings as settings_mod
 from ops import services
 
 # Airflow, Spark and the jobs read the same environment the Makefile exports.
@@ -39,7 +39,7 @@ def local_services():
 @pytest.fixture(scope="session")
 def postgres(local_services, settings) -> str:
     """DATABASE_URL of a real Postgres with the project schema applied."""
-    from jobs import db
+    from contracts import db
 
     db.apply_schema(settings.database_url)
     return settings.database_url
@@ -57,7 +57,7 @@ def private_schema(postgres: str, files: tuple[str, ...] | None = None, also_pub
     None; `also_public` lets other tables resolve to public); the schema is dropped afterwards."""
     import psycopg2
 
-    from jobs import db
+    from contracts import db
 
     schema = f"t_{uuid.uuid4().hex[:10]}"
     with psycopg2.connect(postgres) as conn, conn.cursor() as cur:

@@ -1,6 +1,6 @@
 """The one interface every recommender implements (fit / recommend / save / load).
 
-A model is trained on an interactions frame with the shared column names (jobs.columns) and
+A model is trained on an interactions frame with the shared column names (contracts.names) and
 recommends for a *block* of users at once, so batch scoring never calls it per (user, movie).
 """
 
@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from jobs.columns import ITEM_COL, RATING_COL, STRENGTH_COL, TIME_COL, USER_COL
+from contracts.names import ITEM_COL, RATING_COL, STRENGTH_COL, TIME_COL, USER_COL
 
 
 class Recommender(abc.ABC):

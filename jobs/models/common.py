@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from jobs.columns import ITEM_COL, RANK_COL, USER_COL
+from contracts.names import ITEM_COL, RANK_COL, USER_COL
 from jobs.models.base import Recommender
 
 SCORE_COL = "score"

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from jobs.columns import ITEM_COL, RATING_COL, STRENGTH_COL, TIME_COL, USER_COL
+from contracts.names import ITEM_COL, RATING_COL, STRENGTH_COL, TIME_COL, USER_COL
 from jobs.models.common import ArrayModel, interaction_matrix
 
 DEFAULTS = {"reg": 200.0, "max_items": 3000, "weighting": "binary"}

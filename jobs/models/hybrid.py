@@ -12,7 +12,7 @@ per item, exactly item_knn's), w_ui = 2^(-(t_u,last - t_ui) / history_half_life_
 recent history up (null = no decay), and prior(j) = sum over training interactions with j of
 2^(-(newest - t) / half_life_days), scaled to max 1 (recency-decayed popularity). With
 `history_half_life_days`, `blend`, `half_life_days` = "auto" (default) they are chosen on two
-VALIDATION splits carved from the training data (jobs.splits): the global temporal rule (the
+VALIDATION splits carved from the training data (jobs.train.splits): the global temporal rule (the
 next interactions of users returning after a time cut) and each user's later 20% (the rest of
 a user's own burst, as served quality is measured). A grid point's merit on a split is its
 NDCG@20 over that split's best; the point whose worst merit is highest wins: the history
@@ -32,10 +32,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from jobs.columns import ITEM_COL, RATING_COL, STRENGTH_COL, TIME_COL, USER_COL
+from contracts.names import ITEM_COL, RATING_COL, STRENGTH_COL, TIME_COL, USER_COL
 from jobs.models.common import ArrayModel, id_arrays, index_of, to_frame, top_k_dense
 from jobs.models.item_knn import neighbours_scipy, neighbours_spark, recent_history
-from jobs.splits import per_user_later_split, temporal_split
+from jobs.train.splits import per_user_later_split, temporal_split
 
 log = logging.getLogger(__name__)
 
@@ -326,7 +326,7 @@ class HybridKNN(ArrayModel):
     ) -> dict[str, list]:
         """NDCG@20 on `val` of kNN alone per history half-life, and of every (half-life, blend)
         point per history half-life (grid[i] belongs to histories[i])."""
-        from jobs import metrics
+        from jobs.train import metrics
 
         p = self.params
         self.fit_state(fit_part, user_col, item_col, time_col)

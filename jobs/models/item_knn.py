@@ -17,7 +17,7 @@ import pandas as pd
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from jobs.columns import ITEM_COL, RATING_COL, STRENGTH_COL, TIME_COL, USER_COL
+from contracts.names import ITEM_COL, RATING_COL, STRENGTH_COL, TIME_COL, USER_COL
 from jobs.models.common import ArrayModel, id_arrays, index_of, interaction_matrix, top_k_dense
 
 DEFAULTS = {

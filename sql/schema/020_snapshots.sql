@@ -1,6 +1,6 @@
 -- Ingested movielog snapshots (jobs/ingest registers, jobs/validate sets the status).
 -- The lake manifest (snapshots/<id>/manifest.json) is the source of truth; this table mirrors it
--- so that training lists `accepted` snapshots with one query (jobs.lake.accepted_snapshots).
+-- so that training lists `accepted` snapshots with one query (jobs.ingest.lake.accepted_snapshots).
 CREATE TABLE IF NOT EXISTS snapshots (
     snapshot_id     text PRIMARY KEY,            -- s<seq:06d>, seq from the lake, never the clock
     topic           text NOT NULL,

@@ -1,4 +1,4 @@
--- Metadata dimensions fetched from the metadata API by jobs/catalog_sync.py.
+-- Metadata dimensions fetched from the metadata API by jobs/ingest/catalog.py.
 -- status 'known' = the API answered; 'unknown' = it answered 404 (kept so we do not ask again).
 CREATE TABLE IF NOT EXISTS movies (
     movie_id           text PRIMARY KEY,

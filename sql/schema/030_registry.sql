@@ -1,5 +1,5 @@
 -- Model registry: every trained model version with its full provenance. Written by
--- jobs/registry.py (train registers candidates; the gate sets production/rejected/retired).
+-- jobs/train/registry.py (train registers candidates; the gate sets production/rejected/retired).
 CREATE TABLE IF NOT EXISTS model_registry (
     model_version     text PRIMARY KEY,          -- <family>-<YYYYmmddHHMMSS newest data>-<hash8>
     family            text NOT NULL,

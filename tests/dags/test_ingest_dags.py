@@ -94,7 +94,7 @@ def test_ingest_accept_then_quarantine_then_catalog(
 ):
     import psycopg2
 
-    from jobs import lake
+    from jobs.ingest import lake
 
     backfill(kafka_topic, kafka, "unknown_movie=0.005")
     run = load("movielog_ingest").test(run_conf={"topic": kafka_topic, "max_lines": None})

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs import parse, validate
+from jobs.ingest import parse, validate
 
 pytestmark = pytest.mark.data
 

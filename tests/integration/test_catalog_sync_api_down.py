@@ -19,7 +19,9 @@ import psycopg2
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import catalog_sync, ingest, lake
+from jobs.ingest import catalog as catalog_sync
+from jobs.ingest import lake
+from jobs.ingest import snapshot as ingest
 from ops import services
 from tests.integration.test_ingest import private_state, produce
 

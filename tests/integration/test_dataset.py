@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import dataset
+from jobs.train import dataset
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import derive, ingest, lake, parse, validate
+from jobs.ingest import derive, lake, parse, validate
+from jobs.ingest import snapshot as ingest
 from ops import services
 from tests.conftest import private_schema
 
@@ -226,7 +227,7 @@ def run_ingest_cli(topic: str, var_dir: Path, crash_at: str | None = None, **pop
     env.pop(ingest.CRASH_ENV, None)
     if crash_at:
         env[ingest.CRASH_ENV] = crash_at
-    cmd = [sys.executable, "-m", "jobs.ingest", "--topic", topic, "--chunk-lines", "1000"]
+    cmd = [sys.executable, "-m", "jobs.ingest.snapshot", "--topic", topic, "--chunk-lines", "1000"]
     return subprocess.Popen(
         cmd, env=env, cwd=services.REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen
     )

@@ -21,7 +21,9 @@ import numpy as np
 import psycopg2
 import pytest
 
-from jobs import dataset, lake, pipeline, registry
+from jobs import pipeline
+from jobs.ingest import lake
+from jobs.train import dataset, registry
 from ops import services
 from tests.conftest import fresh_topic, private_schema
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from jobs import experiments, publish
-from jobs.settings import REPO_ROOT
+from contracts.settings import REPO_ROOT
+from jobs.publish import experiments, publish
 from serving.harness import PrivateDatabase, items_for, seed_version, wait_for
 
 pytestmark = pytest.mark.integration
@@ -158,7 +158,7 @@ def test_exception_mid_copy_leaves_serving_untouched(db):
 
 KILLED_LOADER = """
 import sys, time
-from jobs import publish
+from jobs.publish import publish
 def rows():
     for user in range(1, 40_001):
         yield user, [f"k{user % 97}-{j}" for j in range(20)]

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from jobs import registry
+from jobs.train import registry
 from tests.conftest import private_schema
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""jobs.score on real Spark and Postgres: every known user gets k distinct unseen movies,
+"""jobs.publish.score on real Spark and Postgres: every known user gets k distinct unseen movies,
 the lists equal the model's own recommend(), and publishing is write-audit-publish."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from jobs import publish, score, topk
-from jobs.columns import ITEM_COL, USER_COL
+from contracts.names import ITEM_COL, USER_COL
+from jobs.publish import publish, score, topk
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs import experiments, publish
+from jobs.publish import experiments, publish
 from serving import ab
 from serving.harness import (
     Client,

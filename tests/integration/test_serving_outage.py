@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from jobs import publish
+from jobs.publish import publish
 from serving.harness import Client, PrivateDatabase, ServingProcess, seed_version, wait_for
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,9 @@ import sys
 import numpy as np
 import pytest
 
-from jobs import dataset, ingest, registry, train
+from jobs.ingest import snapshot as ingest
 from jobs.models import families
+from jobs.train import dataset, registry, train
 from ops import services
 from simulator.world import World
 from tests.conftest import fresh_topic

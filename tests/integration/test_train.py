@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs import dataset, registry, report, train
 from jobs.models import families
+from jobs.train import dataset, registry, report, train
 from tests.integration.test_dataset import GENRES, planted_world, write_snapshot
 from tests.integration.test_registry import private_registry
 

@@ -11,7 +11,8 @@ import uuid
 import psycopg2
 import pytest
 
-from jobs import dataset, pipeline, registry
+from jobs import pipeline
+from jobs.train import dataset, registry
 from ops import services
 from tests.conftest import private_schema
 from tests.integration.test_dataset import planted_world, write_snapshot

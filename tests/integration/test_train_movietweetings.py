@@ -1,7 +1,7 @@
 """Real data: the MovieTweetings 100k sample through our dataset job and models.
 
 Skips when the read-only sample is absent. Builds the interactions from ratings.dat (0..10
-mapped to 1..5 by jobs.dataset.movietweetings_rating) as a lake snapshot, then the dataset job
+mapped to 1..5 by jobs.train.dataset.movietweetings_rating) as a lake snapshot, then the dataset job
 with its default GLOBAL temporal split (docs/models.md). What the issue requires, on that split:
 Surprise SVD through our pipeline within 0.01 RMSE of Surprise run directly, and the best
 family above the pipeline's 30-day popularity on NDCG@20 on the same test set. Measured:
@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from benchmarks.bench_models import SAMPLE, surprise_direct_rmse
-from jobs import dataset, evaluate
-from jobs.train import fit_timed
+from jobs.train import dataset, evaluate
+from jobs.train.train import fit_timed
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

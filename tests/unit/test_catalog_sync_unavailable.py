@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from jobs import catalog_sync
+from jobs.ingest import catalog as catalog_sync
 
 pytestmark = pytest.mark.unit
 
@@ -177,7 +177,7 @@ def metrics(path) -> dict[tuple[str, tuple], float]:
 def test_unavailable_is_recorded_in_the_status_file_the_metrics_and_one_warning(tmp_path, caplog):
     reason = "GET /user/1: [Errno 111] Connection refused"
     res = result(tmp_path, status="unavailable", reason=reason, failed=9)
-    with caplog.at_level(logging.INFO, logger="jobs.catalog_sync"):
+    with caplog.at_level(logging.INFO, logger="jobs.ingest.catalog"):
         path = catalog_sync.record(res)
     assert path == tmp_path / "dims" / catalog_sync.STATUS_FILE
     doc = json.loads(path.read_text())
@@ -197,7 +197,7 @@ def test_unavailable_is_recorded_in_the_status_file_the_metrics_and_one_warning(
 
 
 def test_partial_warns_and_complete_is_quiet(tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="jobs.catalog_sync"):
+    with caplog.at_level(logging.WARNING, logger="jobs.ingest.catalog"):
         catalog_sync.record(
             result(tmp_path, status="partial", reason="2 ids failed", users_fetched=3, failed=2)
         )
@@ -209,7 +209,7 @@ def test_partial_warns_and_complete_is_quiet(tmp_path, caplog):
     ]
     caplog.clear()
 
-    with caplog.at_level(logging.WARNING, logger="jobs.catalog_sync"):
+    with caplog.at_level(logging.WARNING, logger="jobs.ingest.catalog"):
         catalog_sync.record(result(tmp_path))  # nothing was left to fetch
     got = metrics(tmp_path / "dims" / catalog_sync.METRICS_FILE)
     assert math.isnan(got[("catalog_api_up", ())])
@@ -220,7 +220,7 @@ def test_partial_warns_and_complete_is_quiet(tmp_path, caplog):
 
 
 def test_newest_snapshot_is_the_newest_event_time_not_the_clock(tmp_path):
-    from jobs import lake
+    from jobs.ingest import lake
 
     for snapshot_id, newest in (
         ("s000001", "2025-03-02T10:00:00"),

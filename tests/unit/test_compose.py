@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 
-from jobs import settings
+from contracts import settings
 
 pytestmark = pytest.mark.unit
 

@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs import gate
+from jobs.train import gate
 
 pytestmark = pytest.mark.unit
 
 
 def scores(values, users=None, folds=None) -> pd.DataFrame:
-    """Per-unit NDCG frame as jobs.train writes it (fold, user_id, ndcg)."""
+    """Per-unit NDCG frame as jobs.train.train writes it (fold, user_id, ndcg)."""
     values = np.asarray(values, dtype=float)
     users = np.arange(len(values)) if users is None else np.asarray(users)
     folds = np.zeros(len(values), dtype=int) if folds is None else np.asarray(folds)

@@ -29,7 +29,7 @@ def test_bad_hyperparameters_say_what_is_expected(raw):
 def test_reco_version_is_keyed_on_the_model_version():
     name = pipeline.reco_version_for("item_knn-19980101000000-abcd1234")
     assert name == "reco-item_knn-19980101000000-abcd1234"
-    from jobs import publish
+    from jobs.publish import publish
 
     assert publish.check_version(name) == name
 

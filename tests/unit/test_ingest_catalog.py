@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from jobs import catalog_sync
+from jobs.ingest import catalog as catalog_sync
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from jobs import metrics
+from jobs.train import metrics
 
 K = 3
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs import spark_metrics
+from jobs.train import spark_metrics
 from tests.unit.test_metrics import (
     COVERAGE,
     EXPECTED,

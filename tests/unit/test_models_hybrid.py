@@ -131,7 +131,7 @@ def test_bad_parameters_are_clear_errors():
 
 
 def test_batch_scoring_job_gives_the_same_lists_as_recommend(tmp_path):
-    from jobs import score
+    from jobs.publish import score
 
     model = HybridKNN(**FIXED, blend=0.5).fit(trending_frame())
     saved = model.save(tmp_path / "model")

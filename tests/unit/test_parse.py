@@ -8,8 +8,8 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from jobs import parse
-from jobs.validate import EXPECTATIONS_DIR
+from jobs.ingest import parse
+from jobs.ingest.validate import EXPECTATIONS_DIR
 
 pytestmark = pytest.mark.unit
 
@@ -186,7 +186,7 @@ def test_seen_lines_across_many_runs():
 
 
 def test_suites_use_the_parser_regex():
-    """The ID-format expectations quote the one MOVIE_ID_RE of jobs/parse.py."""
+    """The ID-format expectations quote the one MOVIE_ID_RE of jobs/ingest/parse.py."""
     for name in ("watch", "rate"):
         suite = json.loads((EXPECTATIONS_DIR / f"{name}.json").read_text())
         regexes = [e["kwargs"]["regex"] for e in suite["expectations"] if "regex" in e["kwargs"]]

@@ -1,4 +1,4 @@
-"""Served-quality instrument (jobs/served_quality.py) against hand-worked answers."""
+"""Served-quality instrument (jobs/train/served_quality.py) against hand-worked answers."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs import metrics
-from jobs import served_quality as sq
+from jobs.train import metrics
+from jobs.train import served_quality as sq
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from jobs.settings import REPO_ROOT
+from contracts.settings import REPO_ROOT
 from serving.ab import Variant, assign, bucket
 
 pytestmark = pytest.mark.unit

@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from jobs import experiments, publish
+from jobs.publish import experiments, publish
 
 pytestmark = pytest.mark.unit
 

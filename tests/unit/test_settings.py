@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs import settings
+from contracts import settings
 
 pytestmark = pytest.mark.unit
 

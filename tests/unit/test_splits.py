@@ -1,11 +1,11 @@
-"""jobs.splits: the per-user later split on a hand-worked frame."""
+"""jobs.train.splits: the per-user later split on a hand-worked frame."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from jobs.splits import per_user_later_split
+from jobs.train.splits import per_user_later_split
 
 pytestmark = pytest.mark.unit
 

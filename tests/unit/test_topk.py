@@ -1,11 +1,11 @@
-"""jobs.topk returns exactly what a stable full sort returns: same items, same order, same ties."""
+"""jobs.publish.topk returns exactly what a stable full sort returns: same items, order, ties."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from jobs import topk
+from jobs.publish import topk
 
 pytestmark = pytest.mark.unit
 

@@ -1,7 +1,8 @@
 """A/B experiment admin: start, stop and show the experiment the serving tier routes by.
 
-`python -m jobs.experiments start --name NAME --variant a=RECO_VERSION:0.5 --variant b=…:0.5`
-`python -m jobs.experiments stop [--name NAME]` · `python -m jobs.experiments show`
+`python -m jobs.publish.experiments start --name NAME --variant a=RECO_VERSION:0.5 \
+--variant b=…:0.5`
+`python -m jobs.publish.experiments stop [--name NAME]` · `python -m jobs.publish.experiments show`
 
 Servers pick a change up within seconds (their pointer refresh). A user's variant is a stable
 hash of (salt, user id) over the variants' shares, so it is the same in every process.
@@ -17,8 +18,8 @@ from dataclasses import dataclass
 
 import psycopg2
 
-from jobs import settings as settings_mod
-from jobs.publish import ATTACHED, check_version
+from contracts import settings as settings_mod
+from jobs.publish.publish import ATTACHED, check_version
 
 _VARIANT = re.compile(r"([A-Za-z0-9_-]{1,32})=([^:]+):([0-9.]+)", re.ASCII)
 SHARE_TOLERANCE = 1e-6
@@ -163,7 +164,7 @@ def show(url: str | None = None) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.experiments", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m jobs.publish.experiments", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     st = sub.add_parser("start", help="start an experiment")
     st.add_argument("--name", required=True)

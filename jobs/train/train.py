@@ -2,7 +2,8 @@
 
 `train(dataset_path, family, params) -> model_version`. Fitting runs in this process; families
 that need Spark (als_spark, item_knn with engine=spark) get the shared session from
-jobs.spark.get_spark, so `spark-submit jobs/train.py …` and `python -m jobs.train …` both work.
+jobs.spark.get_spark, so `spark-submit jobs/train/train.py …` and `python -m jobs.train.train …`
+both work.
 The artifact lands in settings.models_dir/<model_version>/ (written aside, hashed, renamed).
 
 Measurements stored with the offline metrics (the report defines them the same way):
@@ -30,10 +31,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from jobs import dataset, evaluate, registry, settings
-from jobs.columns import ITEM_COL, TIME_COL, USER_COL
+from contracts import settings
+from contracts.names import ITEM_COL, TIME_COL, USER_COL
 from jobs.models import families
 from jobs.models.base import Recommender
+from jobs.train import dataset, evaluate, registry
 
 log = logging.getLogger(__name__)
 

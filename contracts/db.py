@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jobs import settings
+from contracts import settings
 
 SQL_DIR = settings.REPO_ROOT / "sql"
 

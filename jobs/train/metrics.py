@@ -1,4 +1,4 @@
-"""Offline metrics on pandas frames; jobs/spark_metrics.py has the same names for Spark frames.
+"""Offline metrics on pandas frames; jobs/train/spark_metrics.py has the same names in Spark.
 
 Conventions (both versions):
 - `rating_true`: the held-out interactions (user, movie[, rating]); every movie a user has in
@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from jobs.columns import ITEM_COL, PREDICTION_COL, RANK_COL, RATING_COL, USER_COL
+from contracts.names import ITEM_COL, PREDICTION_COL, RANK_COL, RATING_COL, USER_COL
 
 SCORE_COL = "score"
 

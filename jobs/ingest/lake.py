@@ -6,8 +6,8 @@ Layout under settings.lake_dir (a contract, DESIGN.md "Data flow"):
     snapshots/<snapshot_id>/rejects/part-NNNNN.parquet
     snapshots/<snapshot_id>/manifest.json          written last, inside the directory
     snapshots/_tmp-<snapshot_id>/                  a snapshot being written (never read)
-    derived/{watch_sessions,latest_ratings}/       jobs/derive.py
-    dims/{movies,users}.parquet                    jobs/catalog_sync.py
+    derived/{watch_sessions,latest_ratings}/       jobs/ingest/derive.py
+    dims/{movies,users}.parquet                    jobs/ingest/catalog.py
 
 A snapshot directory without the `_tmp-` prefix and with a manifest is complete. Training reads
 only snapshots whose Postgres status is `accepted` (accepted_snapshots()).
@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from jobs import settings
+from contracts import settings
 
 SNAPSHOTS = "snapshots"
 DERIVED = "derived"
@@ -158,7 +158,7 @@ def register(manifest: dict[str, Any], path: Path, database_url: str | None = No
     """Insert a completed snapshot as `ingested` (a no-op when already registered)."""
     from sqlalchemy import text
 
-    from jobs import db
+    from contracts import db
 
     with db.engine(database_url).begin() as conn:
         conn.execute(
@@ -190,7 +190,7 @@ def set_status(
     """Record the validation outcome of a snapshot (`accepted` or `quarantined`)."""
     from sqlalchemy import text
 
-    from jobs import db
+    from contracts import db
 
     if status not in STATUSES:
         raise ValueError(f"status {status!r} is not one of {STATUSES}")
@@ -210,7 +210,7 @@ def snapshot_row(snapshot: str, database_url: str | None = None) -> dict[str, An
     """The Postgres row of one snapshot (None when not registered)."""
     from sqlalchemy import text
 
-    from jobs import db
+    from contracts import db
 
     with db.engine(database_url).connect() as conn:
         row = (
@@ -246,7 +246,7 @@ def accepted_snapshots(
     """
     from sqlalchemy import text
 
-    from jobs import db
+    from contracts import db
 
     query = (
         "SELECT snapshot_id, path, min_event_time, max_event_time FROM snapshots "

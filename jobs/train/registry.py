@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from jobs import settings
+from contracts import settings
 
 STATUSES = ("candidate", "production", "rejected", "retired")
 LIBRARIES = ("numpy", "pandas", "scipy", "pyarrow", "pyspark", "scikit-surprise", "scikit-learn")

@@ -7,7 +7,8 @@
 3. `publish` switches `serving_pointer` in one transaction, keeping the previous version for
    `rollback`. A crash anywhere before step 3 leaves what is served untouched.
 
-`python -m jobs.publish status | rollback [--popular] | publish VERSION | retire [--keep N]`.
+`python -m jobs.publish.publish status | rollback [--popular] | publish VERSION |
+retire [--keep N]`.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from datetime import UTC, datetime
 import psycopg2
 from psycopg2 import sql
 
-from jobs import settings as settings_mod
-from jobs.columns import USER_COL
+from contracts import settings as settings_mod
+from contracts.names import USER_COL
 
 K = 20
 ITEMS_COL = "items"
@@ -549,7 +550,7 @@ def retire_old(keep: int = 3, url: str | None = None) -> list[str]:
 
 
 def status(url: str | None = None) -> dict:
-    """The pointer and every version, newest first (for `python -m jobs.publish status`)."""
+    """The pointer and every version, newest first (for `python -m jobs.publish.publish status`)."""
     conn = _connect(url)
     try:
         with conn.cursor() as cur:
@@ -572,7 +573,7 @@ def status(url: str | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.publish", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m jobs.publish.publish", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("status", help="show what is served and the recent versions")
     back = sub.add_parser("rollback", help="serve the previous version again")

@@ -2,7 +2,7 @@
 
 Written to settings.reports_dir/<run_id>/. Input: registry rows (or dicts of the same shape:
 model_version, family, hyperparameters, metrics) of the models trained in the run; the metrics
-come from jobs.train, which measured them exactly as DEFINITIONS says.
+come from jobs.train.train, which measured them exactly as DEFINITIONS says.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from jobs import settings
+from contracts import settings
 
 K = 20
 GATE_MARK = "<!-- gate -->"
@@ -25,7 +25,7 @@ DEFINITIONS = {
     "with rolling cuts, where a user can be tested after several cuts.",
     f"ndcg_at_{K}": "Mean over held-out test units (fold, user) of binary-relevance DCG@20 / "
     "ideal DCG@20; a test movie is relevant; users without recommendations count as 0 "
-    "(jobs.metrics).",
+    "(jobs.train.metrics).",
     f"precision_at_{K}": "Mean over test users of (relevant movies in the top 20) / 20.",
     f"recall_at_{K}": "Mean over test users of (relevant movies in the top 20) / |relevant|.",
     f"map_at_{K}": "Mean over test users of average precision at 20, normalised by "
@@ -239,7 +239,7 @@ def add_gate(out_dir: str | Path, decision: dict[str, Any]) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> Path:
     """Report on registered versions, or train families on a dataset first and report on them."""
-    from jobs import registry, train
+    from jobs.train import registry, train
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-id", required=True)

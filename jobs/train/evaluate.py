@@ -2,7 +2,7 @@
 
 Metric keys (k = 20 by default), as stored in the registry and read by the gate:
 `precision_at_20`, `recall_at_20`, `ndcg_at_20`, `map_at_20`, `hit_rate_at_20`,
-`catalog_coverage`, `popularity_bias` (jobs.metrics defines each), `users` (test users
+`catalog_coverage`, `popularity_bias` (jobs.train.metrics defines each), `users` (test users
 evaluated), and for rating models `rmse`, `mae` over the test rows that carry a rating.
 Breakdowns (`by_group`): `history` (users by training interactions: new <= 5 < medium <= 20 <
 heavy), and `gender` / `age` (bands <18, 18-24, 25-34, 35-44, 45-54, 55+) when the users
@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from jobs import metrics
-from jobs.columns import ITEM_COL, PREDICTION_COL, RATING_COL, USER_COL
+from contracts.names import ITEM_COL, PREDICTION_COL, RATING_COL, USER_COL
 from jobs.models.base import Recommender
+from jobs.train import metrics
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def pool(results: Sequence[dict[str, Any]], k: int = DEFAULT_K) -> dict[str, Any
 
 def per_user_path(dataset_path: str | Path, model_version: str) -> Path:
     """Where a model's per-user scores on a dataset's test units are kept for the gate."""
-    from jobs import settings
+    from contracts import settings
 
     run = settings.load().reports_dir / Path(dataset_path).name
     return run / "per_user" / f"{model_version}.parquet"
@@ -176,7 +176,7 @@ def load_users_dim() -> pd.DataFrame | None:
     try:
         from sqlalchemy import text
 
-        from jobs import db
+        from contracts import db
 
         with db.engine().connect() as conn:
             return pd.read_sql(text("SELECT user_id, age, gender FROM users"), conn)
@@ -186,9 +186,9 @@ def load_users_dim() -> pd.DataFrame | None:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """`python -m jobs.evaluate --dataset D --family F --artifact PATH`: print the metrics JSON."""
-    from jobs import dataset
+    """`python -m jobs.train.evaluate --dataset D --family F --artifact PATH`: metrics JSON."""
     from jobs.models import families
+    from jobs.train import dataset
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", type=Path, required=True)

@@ -7,7 +7,7 @@ rows, and writes Parquet `user_id bigint, items array<string>, n_items int, n_se
 
 Per block of users, by the model's shape:
 - factor models (`FactorModel`: svd_surprise, als_spark, …): one sgemm plus the tile-max
-  selection of jobs.topk (item bias folded into the product);
+  selection of jobs.publish.topk (item bias folded into the product);
 - any other `ArrayModel` (item_knn, popularity, …): the family's own block scorer
   (`score_block`, e.g. sparse neighbour aggregation) plus the same exact selection;
 - any other Recommender: its `recommend(users)` on the whole block.
@@ -17,7 +17,7 @@ everything, a sparse kNN row) is completed from the training-popularity order, u
 `audit(out_dir)` checks on the Spark side, before anything reaches Postgres: one row per
 known user, k distinct items each, none already seen (n_seen is recounted per row against
 the seen CSR, independently of the selection code). `load_and_publish` then streams the
-Parquet into jobs.publish (COPY into a new table, its audit, the pointer switch).
+Parquet into jobs.publish.publish (COPY into a new table, its audit, the pointer switch).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from jobs import topk
-from jobs.columns import ITEM_COL, USER_COL
+from contracts.names import ITEM_COL, USER_COL
+from jobs.publish import topk
 
 log = logging.getLogger(__name__)
 
@@ -375,7 +375,7 @@ def load_and_publish(
 
     A failure anywhere before the switch leaves the served version as it was.
     """
-    from jobs import publish
+    from jobs.publish import publish
 
     publish.load_recommendations(
         read_rows(out_dir), reco_version, model_version, url=url, total=expected_users
@@ -387,7 +387,7 @@ def load_and_publish(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m jobs.score --model DIR --out DIR [--k 20]` prints the result as JSON."""
+    """`python -m jobs.publish.score --model DIR --out DIR [--k 20]` prints the result as JSON."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--model", required=True, help="saved model directory")
     parser.add_argument("--out", required=True, help="output Parquet directory")

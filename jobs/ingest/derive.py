@@ -9,7 +9,7 @@ Functions return pandas frames; write_derived() stores them as Parquet under
 <lake>/derived/<table>/part-00000.parquet (write aside, then rename), readable from Spark with
 `spark.read.parquet(path)`.
 
-    python -m jobs.derive [--start ISO] [--end ISO]
+    python -m jobs.ingest.derive [--start ISO] [--end ISO]
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs import lake, parse
-from jobs.columns import (
+from contracts.names import (
     ITEM_COL,
     MINUTE_COL,
     OFFSET_COL,
@@ -36,6 +35,7 @@ from jobs.columns import (
     TIME_COL,
     USER_COL,
 )
+from jobs.ingest import lake, parse
 
 DERIVED_TABLES = ("watch_sessions", "latest_ratings")
 

@@ -52,8 +52,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from jobs import settings
-from jobs.columns import (
+from contracts import settings
+from contracts.names import (
     DATE_COL,
     ITEM_COL,
     MINUTE_COL,
@@ -62,7 +62,7 @@ from jobs.columns import (
     TIME_COL,
     USER_COL,
 )
-from jobs.splits import (  # noqa: F401 - temporal_split is part of this module's API
+from jobs.train.splits import (  # noqa: F401 - temporal_split is part of this module's API
     COLD_COL,
     DEFAULT_TEST_FRACTION,
     temporal_split,
@@ -149,7 +149,7 @@ def catalog_runtimes() -> pd.DataFrame | None:
     try:
         from sqlalchemy import text
 
-        from jobs import db
+        from contracts import db
 
         with db.engine().connect() as conn:
             frame = pd.read_sql(
@@ -584,11 +584,13 @@ def movietweetings_snapshot(ratings_dat: str | Path, out: str | Path) -> Path:
 
 
 def default_snapshots() -> list[Path]:
-    """Accepted snapshots from the lake (jobs.lake), as directories."""
+    """Accepted snapshots from the lake (jobs.ingest.lake), as directories."""
     try:
-        from jobs import lake
+        from jobs.ingest import lake
     except ImportError as exc:
-        raise SystemExit("jobs.lake is not available: pass --snapshot PATH explicitly") from exc
+        raise SystemExit(
+            "jobs.ingest.lake is not available: pass --snapshot PATH explicitly"
+        ) from exc
     return [Path(getattr(s, "path", s)) for s in lake.accepted_snapshots()]
 
 

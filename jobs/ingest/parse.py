@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from jobs.columns import (
+from contracts.names import (
     ITEM_COL,
     MINUTE_COL,
     OFFSET_COL,

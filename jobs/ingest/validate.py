@@ -6,7 +6,7 @@ $PARAMETERs. Row-level suites see a bounded, evenly spread sample of each table 
 the `snapshot` suite sees one row of aggregates computed over the whole snapshot with pyarrow.
 Every checkpoint run updates the Data Docs site (settings.data_docs_dir).
 
-    python -m jobs.validate s000042 [--mark]
+    python -m jobs.ingest.validate s000042 [--mark]
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from jobs import lake, parse, settings
-from jobs.columns import ITEM_COL, RATING_COL, USER_COL
+from contracts import settings
+from contracts.names import ITEM_COL, RATING_COL, USER_COL
+from jobs.ingest import lake, parse
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 - `temporal_split`: the global rule (one cut time T for everybody); what the dataset job does
   in Spark, used to carve a validation split out of a training split.
 - `per_user_later_split`: each user's later movies held out, as the served-quality
-  measurement holds back each user's later interactions (jobs.served_quality).
+  measurement holds back each user's later interactions (jobs.train.served_quality).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from jobs.columns import ITEM_COL, TIME_COL, USER_COL
+from contracts.names import ITEM_COL, TIME_COL, USER_COL
 
 COLD_COL = "cold"
 DEFAULT_TEST_FRACTION = 0.2

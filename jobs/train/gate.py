@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from jobs.columns import USER_COL
+from contracts.names import USER_COL
 
 log = logging.getLogger(__name__)
 
@@ -226,8 +226,8 @@ def decide(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m jobs.gate --candidate FILE --popularity FILE [--production FILE]`: per-user
-    score Parquet files (as jobs.train writes them); prints the decision, exit 1 on reject."""
+    """`python -m jobs.train.gate --candidate FILE --popularity FILE [--production FILE]`: per-user
+    score Parquet files (as jobs.train.train writes them); prints the decision, exit 1 on reject."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--candidate", required=True)
     parser.add_argument("--popularity", required=True)

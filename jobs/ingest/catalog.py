@@ -26,7 +26,7 @@ Each run records its outcome beside the dims, for operators and monitoring:
         catalog_ids_failed      ids left without metadata this run (the next run asks again)
         catalog_status{catalog_status="complete|partial|unavailable"}  1 for this run's status
 
-    python -m jobs.catalog_sync [--api URL] [--workers 4]
+    python -m jobs.ingest.catalog [--api URL] [--workers 4]
 """
 
 from __future__ import annotations
@@ -49,8 +49,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from jobs import lake, parse, settings
-from jobs.columns import ITEM_COL, USER_COL
+from contracts import settings
+from contracts.names import ITEM_COL, USER_COL
+from jobs.ingest import lake, parse
 
 log = logging.getLogger(__name__)
 
@@ -372,7 +373,7 @@ def sync(
 
     Does not raise when the API is unavailable: the result's status says so (module doc).
     """
-    from jobs import db
+    from contracts import db
 
     cfg = settings.load()
     client = client or MetadataClient(api_url or cfg.metadata_api_url)

@@ -6,11 +6,11 @@ The protocol (benchmarks/bench_served_quality.py runs it end to end):
 2. `relevant_items` says which held-back movies the user went on to like.
 3. `fetch_lists` asks the real serving tier, `GET /recommend/<user>`, for every such user.
 4. `served_vs_popularity` scores the served lists and an all-time popularity list (the same
-   users, the same relevant movies, each user's kept movies removed) with jobs.metrics' NDCG,
+   users, the same relevant movies, each user's kept movies removed) with jobs.train.metrics' NDCG,
    and states the ratio and the difference with paired bootstrap intervals over users.
 
 Conventions: events are a pandas frame of parsed movielog rows with the columns of
-jobs.columns (user_id, movie_id, event_time) plus `kind` ("watch" | "rate"), `minute`
+contracts.names (user_id, movie_id, event_time) plus `kind` ("watch" | "rate"), `minute`
 (watch rows) and `rating` (rate rows); other columns pass through untouched. Everything here
 is deterministic (ties broken by movie id, the bootstrap seeded).
 """
@@ -26,9 +26,9 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from jobs import metrics
-from jobs.columns import ITEM_COL, MINUTE_COL, RANK_COL, RATING_COL, TIME_COL, USER_COL
-from jobs.publish import K
+from contracts.names import ITEM_COL, MINUTE_COL, RANK_COL, RATING_COL, TIME_COL, USER_COL
+from jobs.publish.publish import K
+from jobs.train import metrics
 
 KIND_COL = "kind"
 WATCH, RATE = "watch", "rate"
@@ -96,7 +96,7 @@ def relevant_items(
       was watched; else
     - unrated: the user watched distinct minutes >= WATCHED_SHARE x the movie's length
       estimate, which is the largest minute anyone watched of it (kept + held) + 1, the rule
-      jobs/dataset.py uses when there is no catalogue runtime.
+      jobs/train/dataset.py uses when there is no catalogue runtime.
     Sorted by user, then movie.
     """
     both = pd.concat([kept, held], ignore_index=True)
@@ -275,7 +275,7 @@ def served_vs_popularity(
     resamples: int = 2000,
     seed: int = 0,
 ) -> ServedQuality:
-    """Served lists vs popularity on every user of `relevant`, NDCG@k per jobs.metrics.
+    """Served lists vs popularity on every user of `relevant`, NDCG@k per jobs.train.metrics.
 
     A user missing from `lists` or answered with a non-200 is scored as an empty list (0),
     and counted in `failed`. Intervals: 2.5 and 97.5 percentiles of `resamples` paired

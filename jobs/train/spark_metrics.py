@@ -1,14 +1,14 @@
-"""The metrics of jobs/metrics.py, same names, arguments and definitions, on Spark DataFrames.
+"""The metrics of jobs/train/metrics.py, same names, arguments and definitions, on Spark DataFrames.
 
 Use these when the held-out split or the recommendations are too big for the driver; see the
-module docstring of jobs.metrics for the exact definitions (they are tested to agree).
+module docstring of jobs.train.metrics for the exact definitions (they are tested to agree).
 """
 
 from __future__ import annotations
 
 import math
 
-from jobs.columns import ITEM_COL, PREDICTION_COL, RANK_COL, RATING_COL, USER_COL
+from contracts.names import ITEM_COL, PREDICTION_COL, RANK_COL, RATING_COL, USER_COL
 
 SCORE_COL = "score"
 

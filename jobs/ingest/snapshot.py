@@ -7,7 +7,7 @@ place in one step, and finally registered in Postgres. So a crash at any point l
 snapshot (the next run starts over from the same offsets and writes the same bytes) or a
 complete one; a rerun with no new offsets is a no-op.
 
-    python -m jobs.ingest --topic movielog [--max-lines N] [--chunk-lines N]
+    python -m jobs.ingest.snapshot --topic movielog [--max-lines N] [--chunk-lines N]
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from jobs import lake, parse, settings
-from jobs.columns import TIME_COL
+from contracts import settings
+from contracts.names import TIME_COL
+from jobs.ingest import lake, parse
 
 log = logging.getLogger(__name__)
 
