@@ -14,6 +14,13 @@ def read_sql(name: str) -> str:
     return (SQL_DIR / name).read_text()
 
 
+def connect(url: str | None = None):
+    """A psycopg2 connection to DATABASE_URL (or `url`)."""
+    import psycopg2
+
+    return psycopg2.connect(url or settings.load().database_url)
+
+
 def engine(url: str | None = None):
     """A SQLAlchemy engine for DATABASE_URL (or `url`), with a pre-ping pool."""
     from sqlalchemy import create_engine
