@@ -101,3 +101,98 @@ def load() -> Settings:
         var_dir=Path(env("RECS_VAR_DIR")),
         cache_dir=Path(env("RECS_CACHE_DIR")),
     )
+
+
+def git_commit_override() -> str | None:
+    """GIT_COMMIT: the commit a deployment was built from (images carry no .git)."""
+    return os.environ.get("GIT_COMMIT") or None
+
+
+# Gate knobs (jobs/train/gate.py validates them)
+def gate_tolerance() -> float:
+    """Relative NDCG@20 drop allowed against production (GATE_NDCG_TOLERANCE, default 0.05)."""
+    return env_number("GATE_NDCG_TOLERANCE", 0.05)
+
+
+def gate_min_users() -> int:
+    """Fewest distinct test users the gate decides on (GATE_MIN_USERS, default 100)."""
+    return int(env_number("GATE_MIN_USERS", 100))
+
+
+# Local services (ops/services.py)
+def pg_bin() -> Path:
+    """Directory of the PostgreSQL server binaries (PG_BIN, default Debian's PostgreSQL 15)."""
+    return Path(os.environ.get("PG_BIN") or "/usr/lib/postgresql/15/bin")
+
+
+def kafka_heap_opts() -> str:
+    """JVM heap options of the embedded Kafka broker (KAFKA_HEAP_OPTS)."""
+    return os.environ.get("KAFKA_HEAP_OPTS") or "-Xms512m -Xmx1g"
+
+
+# Serving knobs (serving/app.py, serving/workers.py, serving/telemetry.py, serving/gunicorn_conf.py)
+def _env_int(name: str, default: int) -> int:
+    """A whole-number knob from the environment (unset or empty: `default`)."""
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name}={raw!r} is not a whole number") from exc
+
+
+def serving_host() -> str:
+    """Interface gunicorn binds (SERVING_HOST, default loopback)."""
+    return os.environ.get("SERVING_HOST") or "127.0.0.1"
+
+
+def serving_workers() -> int:
+    """gunicorn worker processes (SERVING_WORKERS, default 2)."""
+    return _env_int("SERVING_WORKERS", 2)
+
+
+def serving_worker_class() -> str:
+    """gunicorn worker class (SERVING_WORKER_CLASS, default the sync worker with a deadline)."""
+    return os.environ.get("SERVING_WORKER_CLASS") or "serving.workers.DeadlineSyncWorker"
+
+
+def serving_threads() -> int:
+    """Threads per worker when the worker class is gthread (SERVING_THREADS, default 4)."""
+    return _env_int("SERVING_THREADS", 4)
+
+
+def serving_access_log() -> str | None:
+    """gunicorn access log target (SERVING_ACCESS_LOG: unset = off, "-" = stdout)."""
+    return os.environ.get("SERVING_ACCESS_LOG") or None
+
+
+def serving_log_level() -> str:
+    """gunicorn log level (SERVING_LOG_LEVEL, default info)."""
+    return os.environ.get("SERVING_LOG_LEVEL") or "info"
+
+
+def serving_client_timeout_s() -> float:
+    """Read/write deadline on a client socket (SERVING_CLIENT_TIMEOUT_S, default 1 s; the
+    worker rejects values <= 0)."""
+    return env_number("SERVING_CLIENT_TIMEOUT_S", 1.0)
+
+
+def serving_refresh_s() -> float:
+    """Seconds between re-reads of the serving pointer (SERVING_REFRESH_S, default 2)."""
+    return env_number("SERVING_REFRESH_S", 2.0)
+
+
+def serving_pool_size() -> int:
+    """Database connections per worker (SERVING_POOL_SIZE, default 4)."""
+    return int(env_number("SERVING_POOL_SIZE", 4))
+
+
+def serving_statement_timeout_ms() -> int:
+    """Statement timeout of a lookup, in ms (SERVING_STATEMENT_TIMEOUT_MS, default 50)."""
+    return int(env_number("SERVING_STATEMENT_TIMEOUT_MS", 50))
+
+
+def prometheus_multiproc_dir() -> str | None:
+    """Directory of the per-worker metric files (PROMETHEUS_MULTIPROC_DIR; unset = one process)."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None

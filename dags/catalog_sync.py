@@ -1,6 +1,6 @@
 """catalog_sync: users and movies seen in accepted snapshots -> metadata API -> Postgres + Parquet.
 
-Daily. Wiring only: the task calls jobs.ingest.catalog.sync and returns the dims directory.
+Daily. Wiring only: the task calls jobs.pipeline.sync_catalog and returns the dims directory.
 The catalogue is optional: when the metadata API is down the task still succeeds, with the
 catalogue recorded as `unavailable` in dims/catalog_status.json and dims/catalog_sync.prom
 (see jobs/ingest/catalog.py); retries are for real failures (Postgres, the lake).
@@ -31,9 +31,9 @@ DEFAULT_ARGS = {"retries": 2, "retry_delay": timedelta(minutes=5)}
 def catalog_sync():
     @task
     def sync(params=None) -> str:
-        from jobs.ingest import catalog as job
+        from jobs import pipeline
 
-        return job.sync(api_url=params["metadata_api_url"] or None).dims_dir
+        return pipeline.sync_catalog(params["metadata_api_url"] or None)
 
     sync()
 

@@ -1,9 +1,9 @@
 """movielog_ingest: snapshot -> validate -> mark accepted/quarantined -> build Data Docs.
 
-Hourly (and manually with params). Wiring only: each task calls one jobs.* function and returns
-a snapshot id or a path. A snapshot that fails its expectations is marked `quarantined` and the
-`mark` task fails with the reasons in its log; training never reads it. With no new offsets
-the run does nothing (every task passes `None` along).
+Hourly (and manually with params). Wiring only: each task calls one jobs.pipeline function
+and returns a snapshot id or a path. A snapshot that fails its expectations is marked
+`quarantined` and the `mark` task fails with the reasons in its log; training never reads it.
+With no new offsets the run does nothing (every task passes `None` along).
 """
 
 from __future__ import annotations
@@ -34,38 +34,32 @@ DEFAULT_ARGS = {"retries": 1, "retry_delay": timedelta(minutes=1)}
 def movielog_ingest():
     @task
     def snapshot(params=None) -> str | None:
-        from jobs.ingest import snapshot as ingest
+        from jobs import pipeline
 
-        result = ingest.ingest(topic=params["topic"] or None, max_lines=params["max_lines"])
-        return result.snapshot_id
+        return pipeline.ingest_snapshot(params["topic"] or None, params["max_lines"])
 
     @task
     def validate(snapshot_id: str | None) -> str | None:
-        from jobs.ingest import validate as checks
+        from jobs import pipeline
 
-        if snapshot_id is None:
-            return None
-        return str(checks.validate_snapshot(snapshot_id).snapshot_id)
+        return pipeline.validate_snapshot(snapshot_id)
 
     @task
     def mark(snapshot_id: str | None) -> str | None:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from jobs.ingest import validate as checks
+        from jobs import pipeline
 
-        if snapshot_id is None:
-            print("no new offsets: nothing to mark")
-            return None
         try:
-            return checks.mark(snapshot_id)
-        except checks.SnapshotQuarantined as exc:  # a retry cannot change the verdict
+            return pipeline.mark_snapshot(snapshot_id)
+        except pipeline.SnapshotRejected as exc:  # a retry cannot change the verdict
             raise AirflowFailException(str(exc)) from exc
 
     @task(trigger_rule="all_done")
     def build_docs() -> str:
-        from jobs.ingest import validate as checks
+        from jobs import pipeline
 
-        return checks.build_docs()
+        return pipeline.build_data_docs()
 
     mark(validate(snapshot())) >> build_docs()
 

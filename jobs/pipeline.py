@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from contracts import settings
+from contracts.names import METRIC, K
 from jobs.train import gate as gate_mod
 
 log = logging.getLogger(__name__)
 
-K = 20
-METRIC = f"ndcg_at_{K}"
 BASELINE = "popularity"
 DEFAULT_FAMILIES = ("item_knn", "svd_surprise", "hybrid")
 SCORES_FILE = "gate_scores.json"
@@ -36,6 +35,55 @@ DECISION_FILE = "gate_decision.json"
 def run_dir(dataset_path: str | Path) -> Path:
     """This run's working directory: reports_dir/<dataset id> (data-keyed, rerun-safe)."""
     return settings.load().reports_dir / Path(dataset_path).name
+
+
+# ------------------------------------------------------------------ 0. ingest
+class SnapshotRejected(RuntimeError):
+    """Validation quarantined the snapshot: a retry cannot change the verdict."""
+
+
+def ingest_snapshot(topic: str | None = None, max_lines: int | None = None) -> str | None:
+    """A snapshot of the topic's unread offsets; its id (None when nothing new arrived)."""
+    from jobs.ingest import snapshot
+
+    return snapshot.ingest(topic=topic, max_lines=max_lines).snapshot_id
+
+
+def validate_snapshot(snapshot_id: str | None) -> str | None:
+    """Run the expectation suites on a snapshot (its status is set by mark_snapshot)."""
+    from jobs.ingest import validate
+
+    if snapshot_id is None:
+        return None
+    return str(validate.validate_snapshot(snapshot_id).snapshot_id)
+
+
+def mark_snapshot(snapshot_id: str | None) -> str | None:
+    """Accept the validated snapshot, or quarantine it and raise SnapshotRejected."""
+    from jobs.ingest import validate
+
+    if snapshot_id is None:
+        log.info("no new offsets: nothing to mark")
+        return None
+    try:
+        return validate.mark(snapshot_id)
+    except validate.SnapshotQuarantined as exc:
+        raise SnapshotRejected(str(exc)) from exc
+
+
+def build_data_docs() -> str:
+    """Rebuild the Great Expectations Data Docs site; its index.html."""
+    from jobs.ingest import validate
+
+    return validate.build_docs()
+
+
+def sync_catalog(api_url: str | None = None) -> str:
+    """Fetch metadata of newly seen users and movies (optional: an absent API is recorded,
+    not fatal); the dims directory."""
+    from jobs.ingest import catalog
+
+    return catalog.sync(api_url=api_url).dims_dir
 
 
 # ------------------------------------------------------------------ 1. dataset
@@ -53,21 +101,11 @@ def build_dataset(window_days: float | None = None, dataset_path: str | None = N
 
 
 # ------------------------------------------------------------------ 2. train
-def parse_hyperparameters(raw: str | dict | None) -> dict[str, dict[str, Any]]:
-    """{family: {param: value}} from a dict or its JSON text (ValueError saying why)."""
-    if raw in (None, ""):
-        return {}
-    value = json.loads(raw) if isinstance(raw, str) else raw
-    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
-        raise ValueError(f'hyperparameters must be JSON {{"family": {{"param": value}}}}: {raw!r}')
-    return value
-
-
 def train_family(dataset_path: str, family: str, hyperparameters: str | dict | None = None) -> str:
     """Train, evaluate and register one family on the dataset; its model version."""
     from jobs.train import evaluate, train
 
-    params = parse_hyperparameters(hyperparameters).get(family, {})
+    params = train.parse_hyperparameters(hyperparameters).get(family, {})
     return train.train(dataset_path, family, params, users_dim=evaluate.load_users_dim())
 
 

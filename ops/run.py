@@ -33,22 +33,22 @@ class App:
         return settings_mod.load().log_dir / f"{self.name}.log"
 
     def running(self) -> bool:
-        return services._read_pid(self.name) is not None
+        return services.read_pid(self.name) is not None
 
     def start(self, deadline_s: float = 60) -> bool:
         if self.running():
             return False
         env = {**os.environ, **services.runtime_env(), **self.env}
-        services._spawn(self.name, self.argv, self.log, env)
+        services.spawn(self.name, self.argv, self.log, env)
         if self.ready_url:
             services.wait_until(lambda: _http_ok(self.ready_url), deadline_s, self.name, self.log)
         return True
 
     def stop(self) -> bool:
-        pid = services._read_pid(self.name)
+        pid = services.read_pid(self.name)
         if pid is None:
             return False
-        services._stop_group(self.name, pid, grace_s=15)
+        services.stop_group(self.name, pid, grace_s=15)
         return True
 
 
@@ -157,9 +157,9 @@ def stop() -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops.run", description=__doc__)
     parser.add_argument("--stop", action="store_true", help="stop everything make run started")
-    parser.add_argument("--scale", default=os.environ.get("SCALE", "small"))
-    parser.add_argument("--days", type=int, default=int(os.environ.get("DAYS", "14")))
-    parser.add_argument("--rate", type=int, default=int(os.environ.get("RATE", "50")))
+    parser.add_argument("--scale", default="small")
+    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--rate", type=int, default=50)
     parser.add_argument("--skip-pipeline", action="store_true")
     args = parser.parse_args(argv)
     try:

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from contracts import settings as settings_mod
 
 ALL = ("postgres", "kafka", "airflow")
-PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+PG_BIN = settings_mod.pg_bin()
 REPO = settings_mod.REPO_ROOT
 
 
@@ -79,7 +79,7 @@ def _pid_file(name: str) -> Path:
     return _cfg().var_dir / "run" / f"{name}.pid"
 
 
-def _read_pid(name: str) -> int | None:
+def read_pid(name: str) -> int | None:
     path = _pid_file(name)
     try:
         pid = int(path.read_text().strip())
@@ -94,7 +94,7 @@ def _read_pid(name: str) -> int | None:
     return pid
 
 
-def _spawn(name: str, argv: list[str], log: Path, env: dict[str, str]) -> int:
+def spawn(name: str, argv: list[str], log: Path, env: dict[str, str]) -> int:
     """Start argv in its own session (so a stop reaches every child), log to `log`."""
     log.parent.mkdir(parents=True, exist_ok=True)
     _pid_file(name).parent.mkdir(parents=True, exist_ok=True)
@@ -112,7 +112,7 @@ def _spawn(name: str, argv: list[str], log: Path, env: dict[str, str]) -> int:
     return proc.pid
 
 
-def _stop_group(name: str, pid: int, grace_s: float = 30) -> None:
+def stop_group(name: str, pid: int, grace_s: float = 30) -> None:
     """SIGTERM the process group, then SIGKILL what is left after the grace period."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
@@ -474,7 +474,7 @@ def start_kafka(quiet: bool = False) -> bool:
     cfg = _cfg()
     log = cfg.log_dir / "kafka.log"
     host, port = _kafka_host_port()
-    if _read_pid("kafka"):
+    if read_pid("kafka"):
         wait_until(lambda: kafka_ready(cfg.kafka_bootstrap_servers), 60, "kafka", log)
         create_topic(cfg.kafka_bootstrap_servers, cfg.kafka_topic, cfg.kafka_partitions)
         _say(f"kafka      already running on {host}:{port}", quiet)
@@ -495,7 +495,7 @@ def start_kafka(quiet: bool = False) -> bool:
             check=True,
             capture_output=True,
         )
-    heap = os.environ.get("KAFKA_HEAP_OPTS", "-Xms512m -Xmx1g")
+    heap = settings_mod.kafka_heap_opts()
     argv = [
         "java",
         *heap.split(),
@@ -506,7 +506,7 @@ def start_kafka(quiet: bool = False) -> bool:
         "kafka.Kafka",
         str(props),
     ]
-    _spawn("kafka", argv, log, dict(os.environ))
+    spawn("kafka", argv, log, dict(os.environ))
     wait_until(lambda: kafka_ready(cfg.kafka_bootstrap_servers), 90, "kafka", log)
     create_topic(cfg.kafka_bootstrap_servers, cfg.kafka_topic, cfg.kafka_partitions)
     _say(
@@ -518,11 +518,11 @@ def start_kafka(quiet: bool = False) -> bool:
 
 
 def stop_kafka(quiet: bool = False) -> bool:
-    pid = _read_pid("kafka")
+    pid = read_pid("kafka")
     if not pid:
         _say("kafka      not running", quiet)
         return False
-    _stop_group("kafka", pid, grace_s=30)
+    stop_group("kafka", pid, grace_s=30)
     _say("kafka      stopped", quiet)
     return True
 
@@ -608,7 +608,7 @@ def start_airflow(quiet: bool = False) -> bool:
     log = cfg.log_dir / "airflow.log"
     env = {**os.environ, **runtime_env(), "AIRFLOW__CORE__PARALLELISM": "2"}
     port = cfg.airflow_port
-    if _read_pid("airflow"):
+    if read_pid("airflow"):
         wait_until(lambda: _airflow_healthy(port), 240, "airflow", log, interval=2)
         _say(f"airflow    already running on http://127.0.0.1:{port}", quiet)
         return False
@@ -616,7 +616,7 @@ def start_airflow(quiet: bool = False) -> bool:
         raise ServiceError(f"airflow: port {port} is taken by a process we did not start")
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     migrate_airflow_db(env)
-    _spawn("airflow", [_airflow_bin(), "standalone"], log, env)
+    spawn("airflow", [_airflow_bin(), "standalone"], log, env)
     wait_until(lambda: _airflow_healthy(port), 240, "airflow", log, interval=2)
     user, password = airflow_login()
     _say(
@@ -627,11 +627,11 @@ def start_airflow(quiet: bool = False) -> bool:
 
 
 def stop_airflow(quiet: bool = False) -> bool:
-    pid = _read_pid("airflow")
+    pid = read_pid("airflow")
     if not pid:
         _say("airflow    not running", quiet)
         return False
-    _stop_group("airflow", pid, grace_s=30)
+    stop_group("airflow", pid, grace_s=30)
     _say("airflow    stopped", quiet)
     return True
 
@@ -701,12 +701,12 @@ def status() -> dict[str, dict]:
             "log": str(pg.log),
         },
         "kafka": {
-            "running": bool(_read_pid("kafka")) and port_open(host, kport),
+            "running": bool(read_pid("kafka")) and port_open(host, kport),
             "address": f"{host}:{kport}",
             "log": str(cfg.log_dir / "kafka.log"),
         },
         "airflow": {
-            "running": bool(_read_pid("airflow")) and port_open("127.0.0.1", cfg.airflow_port),
+            "running": bool(read_pid("airflow")) and port_open("127.0.0.1", cfg.airflow_port),
             "address": f"http://127.0.0.1:{cfg.airflow_port}",
             "log": str(cfg.log_dir / "airflow.log"),
         },

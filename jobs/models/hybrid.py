@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from contracts.names import ITEM_COL, RATING_COL, STRENGTH_COL, TIME_COL, USER_COL
+from contracts.names import ITEM_COL, RATING_COL, STRENGTH_COL, TIME_COL, USER_COL, K
 from jobs.models.common import ArrayModel, id_arrays, index_of, to_frame, top_k_dense
 from jobs.models.item_knn import neighbours_scipy, neighbours_spark, recent_history
 from jobs.train.splits import per_user_later_split, temporal_split
@@ -60,7 +60,6 @@ DEFAULTS: dict[str, Any] = {
 }
 TIE = 1e-6  # the prior breaks ties between equal blended scores (e.g. no kNN evidence)
 MIN_WEIGHT = 1e-6  # floor of a history weight, so an old interaction stays in `seen`
-K = 20
 DAY = 86_400.0
 # Where the next interactions may come from: after a time cut (returning users), or later in
 # each user's own history (the rest of a session or burst, as served quality is measured).

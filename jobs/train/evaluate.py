@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from contracts.names import ITEM_COL, PREDICTION_COL, RATING_COL, USER_COL
+from contracts.names import ITEM_COL, PREDICTION_COL, RATING_COL, USER_COL, K
 from jobs.models.base import Recommender
 from jobs.train import metrics
 
 log = logging.getLogger(__name__)
 
-DEFAULT_K = 20
+
 HISTORY_BANDS = ((5, "new"), (20, "medium"), (np.inf, "heavy"))
 AGE_BANDS = (
     (18, "<18"),
@@ -109,7 +109,7 @@ def evaluate(
     model: Recommender,
     train: pd.DataFrame,
     test: pd.DataFrame,
-    k: int = DEFAULT_K,
+    k: int = K,
     users_dim: pd.DataFrame | None = None,
     recommendations: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
@@ -137,7 +137,7 @@ def evaluate(
     return {"k": k, "overall": overall, "by_group": by_group(per_user, k), "per_user": per_user}
 
 
-def pool(results: Sequence[dict[str, Any]], k: int = DEFAULT_K) -> dict[str, Any]:
+def pool(results: Sequence[dict[str, Any]], k: int = K) -> dict[str, Any]:
     """One result from the folds of a rolling protocol.
 
     Ranking metrics are means over every (fold, user) test unit, as one big test set would
@@ -194,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--dataset", type=Path, required=True)
     parser.add_argument("--family", required=True)
     parser.add_argument("--artifact", type=Path, required=True, help="saved model directory")
-    parser.add_argument("--k", type=int, default=DEFAULT_K)
+    parser.add_argument("--k", type=int, default=K)
     args = parser.parse_args(argv)
     train, test = dataset.load_split(args.dataset)
     model = families.load(args.family, args.artifact)

@@ -25,25 +25,22 @@ import argparse
 import json
 import logging
 import math
-import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 
-from contracts.names import USER_COL
+from contracts import settings
+from contracts.names import METRIC, USER_COL
 
 log = logging.getLogger(__name__)
 
-METRIC = "ndcg_at_20"
 SCORE_COL = "ndcg"
 FOLD_COL = "fold"
-DEFAULT_TOLERANCE = 0.05
+DEFAULT_TOLERANCE = 0.05  # unit-test default; the pipeline reads contracts.settings
 DEFAULT_MIN_USERS = 100
 RESAMPLES = 2000
 CONFIDENCE = 0.95
-TOLERANCE_ENV = "GATE_NDCG_TOLERANCE"
-MIN_USERS_ENV = "GATE_MIN_USERS"
 
 
 @dataclass(frozen=True)
@@ -86,17 +83,15 @@ class GateDecision:
 
 
 def tolerance_from_env() -> float:
-    """The relative tolerance from GATE_NDCG_TOLERANCE (default 0.05), validated."""
-    raw = os.environ.get(TOLERANCE_ENV)
-    return check_tolerance(float(raw) if raw else DEFAULT_TOLERANCE)
+    """The relative tolerance from GATE_NDCG_TOLERANCE (contracts.settings), validated."""
+    return check_tolerance(settings.gate_tolerance())
 
 
 def min_users_from_env() -> int:
-    """The minimum number of test users from GATE_MIN_USERS (default 100)."""
-    raw = os.environ.get(MIN_USERS_ENV)
-    value = int(raw) if raw else DEFAULT_MIN_USERS
+    """The minimum number of test users from GATE_MIN_USERS (contracts.settings), validated."""
+    value = settings.gate_min_users()
     if value < 1:
-        raise ValueError(f"{MIN_USERS_ENV} must be a positive integer, got {raw!r}")
+        raise ValueError(f"GATE_MIN_USERS must be a positive integer, got {value}")
     return value
 
 

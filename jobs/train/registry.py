@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from datetime import datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from contracts import settings
+from contracts import provenance, settings
 
 STATUSES = ("candidate", "production", "rejected", "retired")
-LIBRARIES = ("numpy", "pandas", "scipy", "pyarrow", "pyspark", "scikit-surprise", "scikit-learn")
 COLUMNS = (
     "model_version",
     "family",
@@ -81,41 +77,6 @@ def make_version(
     return f"{family}-{newest_event:%Y%m%d%H%M%S}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 
-def git_commit() -> str:
-    """The pipeline's git commit (HEAD, '+dirty' with uncommitted changes), or 'unknown'."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=settings.REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=settings.REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return head + ("+dirty" if dirty else "")
-
-
-def library_versions() -> dict[str, str]:
-    """Installed versions of the libraries a model depends on, plus Python."""
-    versions = {"python": sys.version.split()[0]}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
 def register(
     model_version: str,
     family: str,
@@ -147,8 +108,8 @@ def register(
         "dataset_manifest": Json(dataset_manifest),
         "dataset_path": str(dataset_path),
         "data_newest_event": data_newest_event,
-        "git_commit": git_commit(),
-        "library_versions": Json(library_versions()),
+        "git_commit": provenance.git_commit(),
+        "library_versions": Json(provenance.library_versions()),
         "artifact_path": str(artifact_path),
         "artifact_sha256": artifact_sha256,
         "training_seconds": float(training_seconds),

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from contracts import settings
+from contracts.names import K
 
-K = 20
 GATE_MARK = "<!-- gate -->"
 DEFINITIONS = {
     "users": "Distinct test users the ranking metrics average over.",

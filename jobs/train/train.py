@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from contracts import settings
-from contracts.names import ITEM_COL, TIME_COL, USER_COL
+from contracts.names import ITEM_COL, TIME_COL, USER_COL, K
 from jobs.models import families
 from jobs.models.base import Recommender
 from jobs.train import dataset, evaluate, registry
@@ -40,21 +40,16 @@ from jobs.train import dataset, evaluate, registry
 log = logging.getLogger(__name__)
 
 THROUGHPUT_BLOCK = 2048
-K = 20
 
 
-def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
-    """`k=v` strings to a dict; values parsed as JSON when they are JSON (numbers, bools, null)."""
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise ValueError(f"hyperparameter {pair!r} is not of the form name=value")
-        name, raw = pair.split("=", 1)
-        try:
-            params[name.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            params[name.strip()] = raw
-    return params
+def parse_hyperparameters(raw: str | dict | None) -> dict[str, dict[str, Any]]:
+    """{family: {param: value}} from a dict or its JSON text (ValueError saying why)."""
+    if raw in (None, ""):
+        return {}
+    value = json.loads(raw) if isinstance(raw, str) else raw
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise ValueError(f'hyperparameters must be JSON {{"family": {{"param": value}}}}: {raw!r}')
+    return value
 
 
 def fit_timed(
@@ -259,13 +254,15 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", type=Path, required=True, help="dataset directory")
     parser.add_argument("--family", required=True, choices=sorted(families.FAMILIES))
-    parser.add_argument("--param", action="append", default=[], help="hyperparameter name=value")
+    parser.add_argument(
+        "--hyperparameters", default="", help='JSON, e.g. {"item_knn": {"neighbours": 100}}'
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     version = train(
         args.dataset,
         args.family,
-        parse_params(args.param),
+        parse_hyperparameters(args.hyperparameters).get(args.family, {}),
         users_dim=evaluate.load_users_dim(),
     )
     print(version)

@@ -98,13 +98,6 @@ def test_report_has_html_pngs_and_json_twin(trained, tmp_path):
 
 
 @pytest.mark.unit
-def test_parse_params_reads_json_values():
-    got = train.parse_params(["rank=8", "implicit_prefs=true", "engine=spark", "alpha=2.5"])
-    assert got == {"rank": 8, "implicit_prefs": True, "engine": "spark", "alpha": 2.5}
-    with pytest.raises(ValueError, match="name=value"):
-        train.parse_params(["rank"])
-
-
 def test_timeline_of_test_split_is_after_train(world):
     path, _, _ = world
     train_df, test_df = dataset.load_split(path)

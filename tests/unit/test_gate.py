@@ -105,10 +105,10 @@ def test_no_scores_reject_and_bad_settings_raise(monkeypatch):
     assert not d.passed and "no per-user" in d.reason
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         gate.decide("c", scores([0.3]), "pop", scores([0.1]), tolerance=1.5)
-    monkeypatch.setenv(gate.MIN_USERS_ENV, "0")
+    monkeypatch.setenv("GATE_MIN_USERS", "0")
     with pytest.raises(ValueError, match="positive"):
         gate.min_users_from_env()
-    monkeypatch.setenv(gate.TOLERANCE_ENV, "0.1")
+    monkeypatch.setenv("GATE_NDCG_TOLERANCE", "0.1")
     assert gate.tolerance_from_env() == 0.1
 
 

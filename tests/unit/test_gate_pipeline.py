@@ -5,25 +5,26 @@ from __future__ import annotations
 import pytest
 
 from jobs import pipeline
+from jobs.train import train
 
 pytestmark = pytest.mark.unit
 
 
 def test_hyperparameters_from_json_or_dict():
-    assert pipeline.parse_hyperparameters('{"item_knn": {"neighbours": 100}}') == {
+    assert train.parse_hyperparameters('{"item_knn": {"neighbours": 100}}') == {
         "item_knn": {"neighbours": 100}
     }
-    assert pipeline.parse_hyperparameters({"svd_surprise": {"n_factors": 8}}) == {
+    assert train.parse_hyperparameters({"svd_surprise": {"n_factors": 8}}) == {
         "svd_surprise": {"n_factors": 8}
     }
-    assert pipeline.parse_hyperparameters("") == {}
-    assert pipeline.parse_hyperparameters(None) == {}
+    assert train.parse_hyperparameters("") == {}
+    assert train.parse_hyperparameters(None) == {}
 
 
 @pytest.mark.parametrize("raw", ['{"item_knn": 5}', "[1, 2]"])
 def test_bad_hyperparameters_say_what_is_expected(raw):
     with pytest.raises(ValueError, match="family"):
-        pipeline.parse_hyperparameters(raw)
+        train.parse_hyperparameters(raw)
 
 
 def test_reco_version_is_keyed_on_the_model_version():
