@@ -261,10 +261,32 @@ def write_snapshot(
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     writers = PartWriters(tmp)
-    seen = parse.SeenLines()
-    lines_read = 0
-    reasons: Counter = Counter()
-    span: list = [None, None]
+    try:
+        read = parse_plan(consumer, plan, writers, chunk_lines, progress)
+    finally:
+        writers.close()
+    manifest = snapshot_manifest(plan, tmp, writers.files, read)
+    _crash_point("before_manifest")
+    lake.write_manifest(tmp, manifest)
+    _crash_point("before_rename")
+    os.rename(tmp, final)
+    lake.fsync_dir(final.parent)
+    return final, manifest
+
+
+@dataclass
+class ReadCounts:
+    """What parse_plan saw: lines read, reject reasons, and the event-time span written."""
+
+    lines: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    span: list = field(default_factory=lambda: [None, None])
+    seen: parse.SeenLines = field(default_factory=lambda: parse.SeenLines())
+
+
+def parse_plan(consumer, plan: Plan, writers, chunk_lines: int, progress: bool) -> ReadCounts:
+    """Every planned offset range, read, parsed and written in chunks of `chunk_lines`."""
+    read = ReadCounts()
     bar = None
     if progress:
         from tqdm import tqdm
@@ -280,23 +302,26 @@ def write_snapshot(
             )
             for values, offsets in _chunks(source, chunk_lines):
                 tables = parse.parse_batch(
-                    values, np.full(len(values), part, np.int32), np.asarray(offsets), seen
+                    values, np.full(len(values), part, np.int32), np.asarray(offsets), read.seen
                 )
-                _write_chunk(writers, tables, span)
-                lines_read += len(values)
-                reasons.update(tables["rejects"]["reason"].to_pylist())
+                _write_chunk(writers, tables, read.span)
+                read.lines += len(values)
+                read.reasons.update(tables["rejects"]["reason"].to_pylist())
                 chunk_no += 1
                 if bar is not None:
                     bar.update(len(values))
                 _crash_point("chunk", chunk_no)
     finally:
-        writers.close()
         if bar is not None:
             bar.close()
+    return read
 
+
+def snapshot_manifest(plan: Plan, tmp: Path, written: list, read: ReadCounts) -> dict[str, Any]:
+    """The manifest: offsets, counts (lines read = rows + rejects, checked), files and hashes."""
     files = []
     row_counts = {t: 0 for t in parse.SCHEMAS}
-    for table, path in writers.files:
+    for table, path in written:
         rows = pq.ParquetFile(path).metadata.num_rows
         row_counts[table] += rows
         files.append(
@@ -307,32 +332,26 @@ def write_snapshot(
                 "sha256": lake.sha256_file(path),
             }
         )
-    written = sum(row_counts.values())
-    if written != lines_read:
+    if sum(row_counts.values()) != read.lines:
         raise AssertionError(
-            f"{plan.snapshot_id}: lines read {lines_read} != rows {written - row_counts['rejects']}"
-            f" + rejects {row_counts['rejects']}"
+            f"{plan.snapshot_id}: lines read {read.lines} != rows "
+            f"{sum(row_counts.values()) - row_counts['rejects']} + rejects {row_counts['rejects']}"
         )
-    manifest = {
+    span = read.span
+    return {
         "snapshot_id": plan.snapshot_id,
         "topic": plan.topic,
         "offsets": {str(p): [s, e] for p, (s, e) in sorted(plan.offsets.items())},
         "skipped_offsets": {str(p): n for p, n in plan.skipped.items()},
-        "lines_read": lines_read,
+        "lines_read": read.lines,
         "row_counts": row_counts,
-        "reject_reasons": dict(sorted(reasons.items())),
+        "reject_reasons": dict(sorted(read.reasons.items())),
         "files": sorted(files, key=lambda f: f["path"]),
         "parser_version": parse.PARSER_VERSION,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "min_event_time": span[0].isoformat() if span[0] else None,
         "max_event_time": span[1].isoformat() if span[1] else None,
     }
-    _crash_point("before_manifest")
-    lake.write_manifest(tmp, manifest)
-    _crash_point("before_rename")
-    os.rename(tmp, final)
-    lake.fsync_dir(final.parent)
-    return final, manifest
 
 
 def ingest(

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from contracts.names import ITEM_COL, RATING_COL, STRENGTH_COL, TIME_COL, USER_COL
+from contracts.names import ITEM_COL, RATING_COL, STRENGTH_COL, USER_COL
 from jobs.models.common import FactorModel, id_arrays, index_of
 
 DEFAULTS = {
@@ -43,36 +43,28 @@ class SparkALS(FactorModel):
     """
 
     family = "als_spark"
+    defaults = DEFAULTS
 
     def __init__(self, **params: Any) -> None:
-        merged = {**DEFAULTS, **params}
-        merged["implicit_prefs"] = as_bool(merged["implicit_prefs"])
-        super().__init__(**merged)
+        super().__init__(**params)
+        self.params["implicit_prefs"] = as_bool(self.params["implicit_prefs"])
 
-    def fit(
-        self,
-        interactions: pd.DataFrame,
-        user_col: str = USER_COL,
-        item_col: str = ITEM_COL,
-        rating_col: str = RATING_COL,
-        strength_col: str = STRENGTH_COL,
-        time_col: str = TIME_COL,
-    ) -> SparkALS:
+    def fit(self, interactions: pd.DataFrame) -> SparkALS:
         from pyspark.ml.recommendation import ALS
 
         from jobs.spark import get_spark
 
         p = self.params
         implicit = p["implicit_prefs"]
-        value_col = strength_col if implicit else rating_col
+        value_col = STRENGTH_COL if implicit else RATING_COL
         rows = interactions[interactions[value_col].notna()]
         if rows.empty:
             raise ValueError(f"als_spark needs a non-empty {value_col!r} column to fit")
-        self.user_ids, self.item_ids = id_arrays(rows[user_col], rows[item_col])
+        self.user_ids, self.item_ids = id_arrays(rows[USER_COL], rows[ITEM_COL])
         frame = pd.DataFrame(
             {
-                "u": index_of(self.user_ids, rows[user_col].to_numpy(np.int64)).astype(np.int32),
-                "i": index_of(self.item_ids, rows[item_col].astype(str).to_numpy()).astype(
+                "u": index_of(self.user_ids, rows[USER_COL].to_numpy(np.int64)).astype(np.int32),
+                "i": index_of(self.item_ids, rows[ITEM_COL].astype(str).to_numpy()).astype(
                     np.int32
                 ),
                 "v": rows[value_col].to_numpy(np.float32),
@@ -104,7 +96,7 @@ class SparkALS(FactorModel):
         self.rating_min, self.rating_max = float(p["rating_min"]), float(p["rating_max"])
         if not implicit:
             self.fallback_rating = float(frame["v"].mean())
-        self.fit_seen(interactions, user_col, item_col)
+        self.fit_seen(interactions, USER_COL, ITEM_COL)
         return self
 
     @property

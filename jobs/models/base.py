@@ -13,27 +13,18 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from contracts.names import ITEM_COL, RATING_COL, STRENGTH_COL, TIME_COL, USER_COL
-
 
 class Recommender(abc.ABC):
     """Base class: subclasses set `family` and implement the four methods."""
 
     family: ClassVar[str] = "base"
+    defaults: ClassVar[dict[str, Any]] = {}  # hyperparameters a family fills in when not given
 
     def __init__(self, **params: Any) -> None:
-        self.params: dict[str, Any] = dict(params)
+        self.params: dict[str, Any] = {**self.defaults, **params}
 
     @abc.abstractmethod
-    def fit(
-        self,
-        interactions: pd.DataFrame,
-        user_col: str = USER_COL,
-        item_col: str = ITEM_COL,
-        rating_col: str = RATING_COL,
-        strength_col: str = STRENGTH_COL,
-        time_col: str = TIME_COL,
-    ) -> Recommender:
+    def fit(self, interactions: pd.DataFrame) -> Recommender:
         """Learn from interactions (explicit `rating`, implicit `strength`); return self."""
 
     @abc.abstractmethod

@@ -8,13 +8,11 @@ items x items inverse, so it is fitted on the `max_items` most popular training 
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from contracts.names import ITEM_COL, RATING_COL, STRENGTH_COL, TIME_COL, USER_COL
+from contracts.names import ITEM_COL, STRENGTH_COL, USER_COL
 from jobs.models.common import ArrayModel, interaction_matrix
 
 DEFAULTS = {"reg": 200.0, "max_items": 3000, "weighting": "binary"}
@@ -30,36 +28,26 @@ class EASE(ArrayModel):
     """
 
     family = "ease"
+    defaults = DEFAULTS
     array_attrs = ArrayModel.array_attrs + ("item_weights",)
     item_weights: np.ndarray
 
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**{**DEFAULTS, **params})
-
-    def fit(
-        self,
-        interactions: pd.DataFrame,
-        user_col: str = USER_COL,
-        item_col: str = ITEM_COL,
-        rating_col: str = RATING_COL,
-        strength_col: str = STRENGTH_COL,
-        time_col: str = TIME_COL,
-    ) -> EASE:
+    def fit(self, interactions: pd.DataFrame) -> EASE:
         p = self.params
         if interactions.empty:
             raise ValueError("ease cannot fit on an empty training split")
-        items = interactions[item_col].astype(str)
+        items = interactions[ITEM_COL].astype(str)
         counts = items.groupby(items).size().rename("n").reset_index()
-        counts = counts.sort_values(["n", item_col], ascending=[False, True], kind="stable")
-        self.item_ids = counts[item_col].to_numpy()[: int(p["max_items"])].astype(str)
-        self.user_ids = np.unique(interactions[user_col].to_numpy(np.int64))
+        counts = counts.sort_values(["n", ITEM_COL], ascending=[False, True], kind="stable")
+        self.item_ids = counts[ITEM_COL].to_numpy()[: int(p["max_items"])].astype(str)
+        self.user_ids = np.unique(interactions[USER_COL].to_numpy(np.int64))
         weights = None
         if p["weighting"] == "strength":
-            weights = interactions[strength_col].fillna(0.0).to_numpy(np.float64)
+            weights = interactions[STRENGTH_COL].fillna(0.0).to_numpy(np.float64)
         elif p["weighting"] != "binary":
             raise ValueError(f"weighting must be 'binary' or 'strength', not {p['weighting']!r}")
         self.seen = interaction_matrix(
-            interactions, self.user_ids, self.item_ids, weights, user_col, item_col
+            interactions, self.user_ids, self.item_ids, weights, USER_COL, ITEM_COL
         )
         gram = (self.seen.T @ self.seen).toarray()
         gram[np.diag_indices_from(gram)] += float(p["reg"])

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from contracts.names import ITEM_COL, RATING_COL, STRENGTH_COL, TIME_COL, USER_COL, K
+from contracts.names import ITEM_COL, TIME_COL, USER_COL, K
 from jobs.models.common import ArrayModel, id_arrays, index_of, to_frame, top_k_dense
 from jobs.models.item_knn import neighbours_scipy, neighbours_spark, recent_history
 from jobs.train.splits import per_user_later_split, temporal_split
@@ -112,6 +112,7 @@ class HybridKNN(ArrayModel):
     """
 
     family = "hybrid"
+    defaults = DEFAULTS
     array_attrs = ArrayModel.array_attrs + ("neighbours", "item_prior")
     neighbours: sp.csr_matrix
     item_prior: np.ndarray
@@ -120,28 +121,20 @@ class HybridKNN(ArrayModel):
     history_half_life_days: float | None = 7.0
 
     def __init__(self, **params: Any) -> None:
-        super().__init__(**{**DEFAULTS, **params})
+        super().__init__(**params)
         self.validation: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ fit
-    def fit(
-        self,
-        interactions: pd.DataFrame,
-        user_col: str = USER_COL,
-        item_col: str = ITEM_COL,
-        rating_col: str = RATING_COL,
-        strength_col: str = STRENGTH_COL,
-        time_col: str = TIME_COL,
-    ) -> HybridKNN:
+    def fit(self, interactions: pd.DataFrame) -> HybridKNN:
         if interactions.empty:
             raise ValueError("hybrid cannot fit on an empty training split")
-        cols = (user_col, item_col, time_col)
+        cols = (USER_COL, ITEM_COL, TIME_COL)
         missing = [c for c in cols if c not in interactions.columns]
         if missing:
             raise ValueError(f"hybrid needs columns {missing} in the training interactions")
         frame = interactions[list(cols)].copy()
-        frame[item_col] = frame[item_col].astype(str)
-        frame[time_col] = pd.to_datetime(frame[time_col])
+        frame[ITEM_COL] = frame[ITEM_COL].astype(str)
+        frame[TIME_COL] = pd.to_datetime(frame[TIME_COL])
         p = self.params
         blend, half_life = as_auto(p["blend"]), as_auto(p["half_life_days"])
         history = p["history_half_life_days"]
@@ -161,7 +154,7 @@ class HybridKNN(ArrayModel):
         self.history_half_life_days = history
         self.fit_state(frame, *cols)
         self.seen = self.history(frame, history, *cols)
-        self.item_prior = self.prior(frame, self.half_life_days, item_col, time_col)
+        self.item_prior = self.prior(frame, self.half_life_days, ITEM_COL, TIME_COL)
         return self
 
     def fit_state(self, frame: pd.DataFrame, user_col: str, item_col: str, time_col: str) -> None:
@@ -241,20 +234,8 @@ class HybridKNN(ArrayModel):
         NDCG@20 over the split's best; the point with the highest worst merit wins (first of
         equals). Given values stay fixed.
         """
-        p = self.params
-        blends = [blend] if blend is not None else [float(b) for b in p["blend_grid"]]
-        half_lives = (
-            [half_life] if half_life is not None else [float(h) for h in p["half_life_grid"]]
-        )
-        histories = (
-            [None if h is None else float(h) for h in p["history_half_life_grid"]]
-            if history_auto
-            else [history]
-        )
-        fallback = (
-            blend if blend is not None else float(p["fallback_blend"]),
-            half_life if half_life is not None else float(p["fallback_half_life_days"]),
-            float(p["fallback_history_half_life_days"]) if history_auto else history,
+        blends, half_lives, histories, fallback = self.grid_values(
+            blend, half_life, history, history_auto
         )
         cols = (user_col, item_col, time_col)
         splits = {}
@@ -297,6 +278,28 @@ class HybridKNN(ArrayModel):
         }
         log.info("hybrid: validation chose %s", self.validation["chosen"])
         return best["blend"], best["half_life_days"], chosen_history
+
+    def grid_values(
+        self, blend: float | None, half_life: float | None, history: float | None, auto: bool
+    ) -> tuple[list[float], list[float], list[float | None], tuple]:
+        """(blends, half-lives, history half-lives) to try, and the fallback choice; a value
+        given explicitly is the only one tried."""
+        p = self.params
+        blends = [blend] if blend is not None else [float(b) for b in p["blend_grid"]]
+        half_lives = (
+            [half_life] if half_life is not None else [float(h) for h in p["half_life_grid"]]
+        )
+        histories = (
+            [None if h is None else float(h) for h in p["history_half_life_grid"]]
+            if auto
+            else [history]
+        )
+        fallback = (
+            blend if blend is not None else float(p["fallback_blend"]),
+            half_life if half_life is not None else float(p["fallback_half_life_days"]),
+            float(p["fallback_history_half_life_days"]) if auto else history,
+        )
+        return blends, half_lives, histories, fallback
 
     def validation_split(
         self, name: str, frame: pd.DataFrame, user_col: str, item_col: str, time_col: str

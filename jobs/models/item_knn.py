@@ -10,14 +10,12 @@ keeps the top M with a window. Both compute the same numbers (tested).
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from contracts.names import ITEM_COL, RATING_COL, STRENGTH_COL, TIME_COL, USER_COL
+from contracts.names import ITEM_COL, STRENGTH_COL, TIME_COL, USER_COL
 from jobs.models.common import ArrayModel, id_arrays, index_of, interaction_matrix, top_k_dense
 
 DEFAULTS = {
@@ -44,40 +42,30 @@ class ItemKNN(ArrayModel):
     """
 
     family = "item_knn"
+    defaults = DEFAULTS
     array_attrs = ArrayModel.array_attrs + ("neighbours",)
     neighbours: sp.csr_matrix
 
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**{**DEFAULTS, **params})
-
-    def fit(
-        self,
-        interactions: pd.DataFrame,
-        user_col: str = USER_COL,
-        item_col: str = ITEM_COL,
-        rating_col: str = RATING_COL,
-        strength_col: str = STRENGTH_COL,
-        time_col: str = TIME_COL,
-    ) -> ItemKNN:
+    def fit(self, interactions: pd.DataFrame) -> ItemKNN:
         p = self.params
         if p["weighting"] not in ("binary", "strength"):
             raise ValueError(f"weighting must be 'binary' or 'strength', not {p['weighting']!r}")
         if interactions.empty:
             raise ValueError("item_knn cannot fit on an empty training split")
-        self.user_ids, self.item_ids = id_arrays(interactions[user_col], interactions[item_col])
+        self.user_ids, self.item_ids = id_arrays(interactions[USER_COL], interactions[ITEM_COL])
         weights = None
         if p["weighting"] == "strength":
-            weights = interactions[strength_col].fillna(0.0).to_numpy(np.float64)
+            weights = interactions[STRENGTH_COL].fillna(0.0).to_numpy(np.float64)
         self.seen = interaction_matrix(
-            interactions, self.user_ids, self.item_ids, weights, user_col, item_col
+            interactions, self.user_ids, self.item_ids, weights, USER_COL, ITEM_COL
         )
-        recent = recent_history(interactions, int(p["max_history"]), user_col, time_col)
-        u = index_of(self.user_ids, recent[user_col].to_numpy(np.int64))
-        i = index_of(self.item_ids, recent[item_col].astype(str).to_numpy())
+        recent = recent_history(interactions, int(p["max_history"]), USER_COL, TIME_COL)
+        u = index_of(self.user_ids, recent[USER_COL].to_numpy(np.int64))
+        i = index_of(self.item_ids, recent[ITEM_COL].astype(str).to_numpy())
         v = (
             np.ones(len(recent))
             if p["weighting"] == "binary"
-            else recent[strength_col].fillna(0.0).to_numpy(np.float64)
+            else recent[STRENGTH_COL].fillna(0.0).to_numpy(np.float64)
         )
         engine = p["engine"]
         if engine == "auto":

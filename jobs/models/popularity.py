@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from contracts.names import ITEM_COL, RATING_COL, STRENGTH_COL, TIME_COL, USER_COL
+from contracts.names import ITEM_COL, TIME_COL, USER_COL
 from jobs.models.common import (
     BLOCK_USERS,
     ArrayModel,
@@ -37,34 +37,26 @@ class PopularityRecommender(ArrayModel):
         super().__init__(window_days=window_days, **params)
         self.window_days = window_days
 
-    def fit(
-        self,
-        interactions: pd.DataFrame,
-        user_col: str = USER_COL,
-        item_col: str = ITEM_COL,
-        rating_col: str = RATING_COL,
-        strength_col: str = STRENGTH_COL,
-        time_col: str = TIME_COL,
-    ) -> PopularityRecommender:
-        frame = interactions[[user_col, item_col, time_col]].copy()
-        frame[item_col] = frame[item_col].astype(str)
-        all_time = frame.groupby(item_col)[user_col].nunique()
+    def fit(self, interactions: pd.DataFrame) -> PopularityRecommender:
+        frame = interactions[[USER_COL, ITEM_COL, TIME_COL]].copy()
+        frame[ITEM_COL] = frame[ITEM_COL].astype(str)
+        all_time = frame.groupby(ITEM_COL)[USER_COL].nunique()
         recent = frame
         if self.window_days is not None:
-            times = pd.to_datetime(frame[time_col])
+            times = pd.to_datetime(frame[TIME_COL])
             start = times.max() - pd.Timedelta(days=float(self.window_days))
             recent = frame[times >= start]
-        window = recent.groupby(item_col)[user_col].nunique().reindex(all_time.index, fill_value=0)
+        window = recent.groupby(ITEM_COL)[USER_COL].nunique().reindex(all_time.index, fill_value=0)
         table = pd.DataFrame({"window": window, "all_time": all_time}).reset_index()
         table = table.sort_values(
-            ["window", "all_time", item_col], ascending=[False, False, True], kind="stable"
+            ["window", "all_time", ITEM_COL], ascending=[False, False, True], kind="stable"
         )
-        self.item_ids = table[item_col].to_numpy().astype(str)
+        self.item_ids = table[ITEM_COL].to_numpy().astype(str)
         self.item_scores = table["window"].to_numpy(np.float64) + table["all_time"].to_numpy(
             np.float64
         ) / (1.0 + float(all_time.max()))
-        self.user_ids = np.unique(frame[user_col].to_numpy(dtype=np.int64))
-        self.fit_seen(frame, user_col, item_col)
+        self.user_ids = np.unique(frame[USER_COL].to_numpy(dtype=np.int64))
+        self.fit_seen(frame, USER_COL, ITEM_COL)
         return self
 
     def score_block(self, user_index: np.ndarray) -> np.ndarray:

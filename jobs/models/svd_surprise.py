@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
-from contracts.names import ITEM_COL, RATING_COL, STRENGTH_COL, TIME_COL, USER_COL
+from contracts.names import ITEM_COL, RATING_COL, USER_COL
 from jobs.models.common import FactorModel, id_arrays, index_of
 
 DEFAULTS = {
@@ -33,32 +31,22 @@ class SurpriseSVD(FactorModel):
     """
 
     family = "svd_surprise"
+    defaults = DEFAULTS
     predicts_ratings = True
 
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**{**DEFAULTS, **params})
-
-    def fit(
-        self,
-        interactions: pd.DataFrame,
-        user_col: str = USER_COL,
-        item_col: str = ITEM_COL,
-        rating_col: str = RATING_COL,
-        strength_col: str = STRENGTH_COL,
-        time_col: str = TIME_COL,
-    ) -> SurpriseSVD:
+    def fit(self, interactions: pd.DataFrame) -> SurpriseSVD:
         from surprise import SVD, Dataset, Reader
 
-        rated = interactions[interactions[rating_col].notna()]
+        rated = interactions[interactions[RATING_COL].notna()]
         if rated.empty:
             raise ValueError("svd_surprise needs explicit ratings; the training split has none")
         p = self.params
         self.rating_min, self.rating_max = float(p["rating_min"]), float(p["rating_max"])
         frame = pd.DataFrame(
             {
-                "u": rated[user_col].to_numpy(dtype=np.int64),
-                "i": rated[item_col].astype(str).to_numpy(),
-                "r": rated[rating_col].to_numpy(dtype=np.float64),
+                "u": rated[USER_COL].to_numpy(dtype=np.int64),
+                "i": rated[ITEM_COL].astype(str).to_numpy(),
+                "r": rated[RATING_COL].to_numpy(dtype=np.float64),
             }
         )
         reader = Reader(rating_scale=(self.rating_min, self.rating_max))
@@ -84,5 +72,5 @@ class SurpriseSVD(FactorModel):
         self.global_mean = float(trainset.global_mean)
         self.fallback_rating = self.global_mean
         self.biased = 1.0
-        self.fit_seen(interactions, user_col, item_col)
+        self.fit_seen(interactions, USER_COL, ITEM_COL)
         return self

@@ -159,13 +159,11 @@ def decide(
     seed: int = 0,
 ) -> GateDecision:
     """Apply the rules of the module docstring; the reason names the numbers that decided."""
-    tolerance = check_tolerance(tolerance)
     has_scores = candidate_scores is not None and not candidate_scores.empty
-    users = int(candidate_scores[USER_COL].nunique()) if has_scores else 0
     numbers = {
         "candidate": candidate,
         "metric": METRIC,
-        "users": users,
+        "users": int(candidate_scores[USER_COL].nunique()) if has_scores else 0,
         "test_units": int(len(candidate_scores)) if has_scores else 0,
         "candidate_score": mean_score(candidate_scores),
         "popularity": popularity,
@@ -174,49 +172,58 @@ def decide(
         "production": production,
         "production_score": mean_score(production_scores) if production else None,
         "vs_production": None,
-        "tolerance": tolerance,
+        "tolerance": check_tolerance(tolerance),
         "min_users": min_users,
     }
-
-    def verdict(passed: bool, reason: str) -> GateDecision:
-        publish = candidate if passed else (popularity if production is None else None)
-        if not passed and publish:
-            reason += "; no model in production yet: the popularity list is published"
-        return GateDecision(passed=passed, reason=reason, publish=publish, **numbers)
-
     if not has_scores:
-        return verdict(False, f"{candidate} has no per-user {METRIC} on this dataset")
+        passed, reason = False, f"{candidate} has no per-user {METRIC} on this dataset"
+    else:
+        compare_production = production not in (None, candidate) and production_scores is not None
+        passed, reason = judge(
+            numbers, candidate_scores, popularity_scores,
+            production_scores if compare_production else None, seed,
+        )  # fmt: skip
+    publish = candidate if passed else (popularity if production is None else None)
+    if not passed and publish:
+        reason += "; no model in production yet: the popularity list is published"
+    return GateDecision(passed=passed, reason=reason, publish=publish, **numbers)
+
+
+def judge(
+    numbers: dict,
+    candidate_scores: pd.DataFrame,
+    popularity_scores: pd.DataFrame,
+    production_scores: pd.DataFrame | None,
+    seed: int,
+) -> tuple[bool, str]:
+    """(passed, reason) by rules 1-3; the intervals are recorded in `numbers` on the way."""
+    users, min_users = numbers["users"], numbers["min_users"]
     if users < min_users:
-        return verdict(
+        return (
             False,
             f"only {users} test users (< {min_users}): too few to decide, production stays",
         )
     vs_pop = bootstrap_difference(paired(candidate_scores, popularity_scores), seed=seed)
     numbers["vs_popularity"] = vs_pop
     if vs_pop.low <= 0.0:
-        return verdict(
-            False,
+        return False, (
             f"{METRIC} minus popularity {vs_pop} over {users} users: the interval does not "
-            "lie above 0",
+            "lie above 0"
         )
-    if production is None or production == candidate or production_scores is None:
-        return verdict(
-            True, f"{METRIC} minus popularity {vs_pop} over {users} users; no production model"
-        )
+    if production_scores is None:
+        return True, f"{METRIC} minus popularity {vs_pop} over {users} users; no production model"
     vs_prod = bootstrap_difference(paired(candidate_scores, production_scores), seed=seed)
     numbers["vs_production"] = vs_prod
-    prod_score = numbers["production_score"]
+    prod_score, tolerance = numbers["production_score"], numbers["tolerance"]
     margin = tolerance * prod_score
     if vs_prod.low < -margin:
-        return verdict(
-            False,
-            f"{METRIC} minus production {production} {vs_prod} over {users} users: lower bound "
-            f"below -{margin:.4f} ({tolerance:.0%} of production's {prod_score:.4f})",
+        return False, (
+            f"{METRIC} minus production {numbers['production']} {vs_prod} over {users} users: "
+            f"lower bound below -{margin:.4f} ({tolerance:.0%} of production's {prod_score:.4f})"
         )
-    return verdict(
-        True,
+    return True, (
         f"{METRIC} minus popularity {vs_pop}; minus production {vs_prod}, within "
-        f"-{margin:.4f}; {users} users",
+        f"-{margin:.4f}; {users} users"
     )
 
 

@@ -163,15 +163,7 @@ def build_report(
         + ["users", "test_units", "catalog_coverage", "popularity_bias", "rmse", "mae"]
         + [c for c, _, _ in COSTS]
     )
-    head = "".join(f"<th>{c}</th>" for c in ["model_version", "family", *columns, "ndcg / pop"])
-    body = "".join(
-        "<tr>"
-        + f"<td>{fmt(m['model_version'])}</td><td>{fmt(m['family'])}</td>"
-        + "".join(f"<td>{fmt(m['metrics'].get(c, ''))}</td>" for c in columns)
-        + f"<td>{fmt(m['ndcg_vs_popularity'] if m['ndcg_vs_popularity'] is not None else '')}</td>"
-        + "</tr>"
-        for m in models
-    )
+    table = table_html(models, columns)
     defs = "".join(f"<dt>{k}</dt><dd>{html.escape(v)}</dd>" for k, v in DEFINITIONS.items())
     params = "".join(
         f"<li>{fmt(m['model_version'])}: <code>{html.escape(json.dumps(m['hyperparameters']))}"
@@ -186,12 +178,26 @@ td,th{{border:1px solid #ccc;padding:3px 6px;font-size:12px}}dt{{font-weight:bol
 </head><body><h1>Model comparison: {html.escape(run_id)}</h1>
 <p>Baseline: {fmt(report["baseline"] or "none")}. Machine-readable twin: report.json.</p>
 {protocol_html(report["dataset"])}
-<table><tr>{head}</tr>{body}</table>{imgs}
+{table}{imgs}
 {GATE_MARK}
 <h2>Hyperparameters</h2><ul>{params}</ul>
 <h2>Definitions (how to re-measure each number)</h2><dl>{defs}</dl></body></html>"""
     (out / "report.html").write_text(page)
     return out
+
+
+def table_html(models: list[dict[str, Any]], columns: list[str]) -> str:
+    """One row per model: version, family, every column, and NDCG relative to popularity."""
+    head = "".join(f"<th>{c}</th>" for c in ["model_version", "family", *columns, "ndcg / pop"])
+    body = "".join(
+        "<tr>"
+        + f"<td>{fmt(m['model_version'])}</td><td>{fmt(m['family'])}</td>"
+        + "".join(f"<td>{fmt(m['metrics'].get(c, ''))}</td>" for c in columns)
+        + f"<td>{fmt(m['ndcg_vs_popularity'] if m['ndcg_vs_popularity'] is not None else '')}</td>"
+        + "</tr>"
+        for m in models
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def protocol_html(dataset: dict[str, Any] | None) -> str:
