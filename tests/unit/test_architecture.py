@@ -65,3 +65,65 @@ def test_the_checker_sees_a_wrong_way_import(tmp_path):
     assert names == {"jobs.train.dataset", "serving.store"}
     assert not allowed("jobs.train.dataset", ALLOWED["serving"])
     assert allowed("jobs.pipeline", ALLOWED["dags"]) and not allowed("jobs.train", ALLOWED["dags"])
+
+
+PRODUCTION = ("jobs", "serving", "simulator", "ops", "dags", "contracts")
+# Reads of the environment that are not platform knobs: a crash-injection hook of the ingest
+# tests, and the environment ops passes through to the processes it starts.
+ENV_READS_ALLOWED = {
+    "contracts/settings.py": None,
+    "jobs/ingest/snapshot.py": {"CRASH_ENV"},
+    "ops/services.py": {"PATH", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY"},
+}
+
+
+def production_files():
+    for package in PRODUCTION:
+        yield from sorted((REPO / package).rglob("*.py"))
+
+
+def env_reads(path: Path) -> set[str]:
+    """Names read from os.environ / os.getenv in a file (the expression text when not literal)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        key = None
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            target = ast.unparse(node.func)
+            if target in ("os.environ.get", "os.getenv") and node.args:
+                key = node.args[0]
+        elif (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.ctx, ast.Load)
+            and ast.unparse(node.value) == "os.environ"
+        ):
+            key = node.slice
+        if key is not None:
+            found.add(key.value if isinstance(key, ast.Constant) else ast.unparse(key))
+    return found
+
+
+def test_the_environment_is_read_in_contracts_settings_only():
+    offenders = []
+    for path in production_files():
+        rel = str(path.relative_to(REPO))
+        allowed_names = ENV_READS_ALLOWED.get(rel, set())
+        if allowed_names is None:
+            continue
+        offenders += [f"{rel} reads {name}" for name in env_reads(path) - allowed_names]
+    assert offenders == []
+
+
+def test_shared_names_are_defined_once():
+    from contracts import names
+
+    shared = {n for n in vars(names) if n.isupper()}
+    redefined = []
+    for path in production_files():
+        if path == REPO / "contracts" / "names.py":
+            continue
+        for node in ast.parse(path.read_text()).body:
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            for target in targets:
+                if isinstance(target, ast.Name) and target.id in shared:
+                    redefined.append(f"{path.relative_to(REPO)}:{node.lineno} {target.id}")
+    assert redefined == []
