@@ -20,6 +20,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from contracts.grammar import (
+    MINUTE_SEP,
+    RATE_PREFIX,
+    RATING_SEP,
+    WATCH_PREFIX,
+    WATCH_SUFFIX,
+    reco_event,
+)
 from simulator.faults import Ledger, LineFaults
 from simulator.loop import RecommenderClient
 from simulator.world import N_GENRES, World
@@ -139,8 +147,8 @@ class Simulation:
         log_pop = np.log(cat.popularity.astype(np.float64))
         self.log_pop_z = ((log_pop - log_pop.mean()) / log_pop.std()).astype(np.float32)
         self.exposure = cat.popularity.astype(np.float64)
-        self.watch_prefix = [f"GET /data/m/{s}/" for s in cat.slugs]
-        self.rate_prefix = [f"GET /rate/{s}=" for s in cat.slugs]
+        self.watch_prefix = [f"{WATCH_PREFIX}{s}{MINUTE_SEP}" for s in cat.slugs]
+        self.rate_prefix = [f"{RATE_PREFIX}{s}{RATING_SEP}" for s in cat.slugs]
 
         self.free_at = np.zeros(len(pop), dtype=np.int64)
         self.pending_drift = np.zeros(len(pop), dtype=bool)
@@ -285,9 +293,8 @@ class Simulation:
         answers = self.recommender.ask_many((users[asks] + 1).tolist())
         server = self.recommender.server
         for j, answer in zip(asks.tolist(), answers, strict=True):
-            self.reco_tails[self.next_serial + j] = (
-                f"recommendation request {server}, status {answer.status}, "
-                f"result: {', '.join(answer.ids)}, {answer.ms} ms"
+            self.reco_tails[self.next_serial + j] = reco_event(
+                server, answer.status, answer.ids, answer.ms
             )
             known = [self.slug_index.get(s, -1) for s in answer.ids[:N_RECOMMENDED]]
             known = [m if m < self.available else -1 for m in known]
@@ -461,7 +468,7 @@ class Simulation:
         k_list, m_list, x_list = kind.tolist(), movie.tolist(), aux.tolist()
         wp, rp = self.watch_prefix, self.rate_prefix
         values = [
-            f"{t},{u},{wp[m]}{x}.mpg"
+            f"{t},{u},{wp[m]}{x}{WATCH_SUFFIX}"
             if k == WATCH
             else (f"{t},{u},{rp[m]}{x}" if k == RATE else f"{t},{u},{tails[x]}")
             for t, u, k, m, x in zip(t_list, u_list, k_list, m_list, x_list, strict=True)

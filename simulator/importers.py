@@ -18,6 +18,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from contracts.grammar import (
+    MINUTE_SEP,
+    RATE_PREFIX,
+    RATING_SEP,
+    WATCH_PREFIX,
+    WATCH_SUFFIX,
+    YEAR_RE,
+)
 from simulator.generator import MINUTE_MS, Batch
 from simulator.grammar import unique_slugs
 
@@ -25,7 +33,8 @@ FORMATS = ("movielens", "movietweetings")
 WATCH_MINUTES_PER_STAR = 3
 WATCH_END_GAP_MS = 90_000
 CHUNK_RATINGS = 200_000
-_TITLE_YEAR = re.compile(r"^(?P<title>.*?)\s*\((?P<year>\d{4})(?:[^)]*)\)\s*$")
+# "Heat (1995)", "Twin Peaks (1990/I)": the year is the one a movie id ends with.
+_TITLE_YEAR = re.compile(rf"^(?P<title>.*?)\s*\((?P<year>{YEAR_RE})(?:[^)]*)\)\s*$")
 
 
 def to_stars(value: np.ndarray | float, scale_max: float) -> np.ndarray:
@@ -173,8 +182,8 @@ def rating_batches(
     """
     order = np.argsort(table.ts, kind="stable")
     user, movie, stars, ts = (a[order] for a in (table.user, table.movie, table.stars, table.ts))
-    watch_prefix = [f"GET /data/m/{s}/" for s in table.slugs]
-    rate_prefix = [f"GET /rate/{s}=" for s in table.slugs]
+    watch_prefix = [f"{WATCH_PREFIX}{s}{MINUTE_SEP}" for s in table.slugs]
+    rate_prefix = [f"{RATE_PREFIX}{s}{RATING_SEP}" for s in table.slugs]
     lead_ms = 5 * minutes_per_star * MINUTE_MS + WATCH_END_GAP_MS
     held = None
     for lo in range(0, len(ts), CHUNK_RATINGS):
@@ -206,7 +215,7 @@ def _format_batch(a: dict, watch_prefix: list[str], rate_prefix: list[str]) -> B
     stamps = np.datetime_as_string(a["time"].astype("datetime64[ms]"), unit="s").tolist()
     users = a["user"].astype(str).tolist()
     values = [
-        f"{t},{u},{rate_prefix[m]}{x}" if k else f"{t},{u},{watch_prefix[m]}{x}.mpg"
+        f"{t},{u},{rate_prefix[m]}{x}" if k else f"{t},{u},{watch_prefix[m]}{x}{WATCH_SUFFIX}"
         for t, u, k, m, x in zip(
             stamps, users, a["kind"].tolist(), a["movie"].tolist(), a["aux"].tolist(), strict=True
         )

@@ -1,4 +1,4 @@
-"""The movielog line parser: one grammar, a scalar reference parser and a vectorised fast path.
+"""The movielog line parser: a scalar reference parser and a vectorised fast path.
 
 Every Kafka value becomes exactly one row of `watch`, `rate` or `reco_request`, or one row of
 `rejects` with a reason code from REASONS. `parse_batch` runs the fast path (one RE2 regex over
@@ -6,14 +6,8 @@ an Arrow string array) on printable-ASCII lines and hands every line it does not
 `parse_line`, the scalar reference, which either accepts it too or says why not. The fast path
 only accepts lines the scalar parser accepts, with the same values (tests/unit/test_parse*.py).
 
-The grammar, in one place (DESIGN.md "The movielog line grammar"):
-
-    <time>,<user>,GET /data/m/<movie>/<minute>.mpg
-    <time>,<user>,GET /rate/<movie>=<rating>
-    <time>,<user>,recommendation request <server>, status <code>, result: <movie>, …, <n> ms
-
-with the field regexes TIME_RE, USER_ID_RE, MOVIE_ID_RE, SERVER_RE below and the value ranges
-user 1..2**63-1, minute 0..2**31-1, rating 1..5, status 0 (timeout) or 100..599, n 0..2**31-1.
+The grammar (field patterns, line shapes, value ranges) is contracts/grammar.py, the one the
+simulator writes with; this module only reads with it (tests/unit/test_grammar_contract.py).
 """
 
 from __future__ import annotations
@@ -21,13 +15,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from contracts import grammar
 from contracts.names import (
     ITEM_COL,
     MINUTE_COL,
@@ -40,28 +34,7 @@ from contracts.names import (
 
 PARSER_VERSION = "1.0"
 
-# --- the grammar -------------------------------------------------------------------------
-# ISO-8601 local time to the second, optional milliseconds; years 1900..2099 (a replayed
-# MovieLens log starts in 1995), calendar validity (no 30 February) checked after the match.
-TIME_RE = (
-    r"(?:19|20)[0-9]{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
-    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{3})?"
-)
-# ASCII digits only; the value must be 1..MAX_USER_ID (leading zeros allowed, as in the simulator).
-USER_ID_RE = r"[0-9]{1,20}"
-# A title slug of lowercase ASCII words joined by '+', ending with the 4-digit release year,
-# e.g. `the+shawshank+redemption+1994`, `1917+2019`, `heat+2+1995` (the course's forms).
-MOVIE_ID_RE = r"[a-z0-9]+(?:\+[a-z0-9]+)*\+[0-9]{4}"
-# The serving host as logged, e.g. `127.0.0.1:8082` or `recs-3:8082`.
-SERVER_RE = r"[^,\s]+"
-
-MAX_USER_ID = 2**63 - 1
-MAX_INT32 = 2**31 - 1
-VALID_STATUS = "0 or 100..599"
-
-WATCH_PREFIX = "GET /data/m/"
-RATE_PREFIX = "GET /rate/"
-RECO_PREFIX = "recommendation request "
+VALID_STATUS = f"{grammar.TIMEOUT_STATUS} or {grammar.MIN_HTTP_STATUS}..{grammar.MAX_HTTP_STATUS}"
 
 # --- reject reasons (the `reason` column of `rejects`; docs/ingest.md explains each) ------
 REASONS = (
@@ -129,16 +102,19 @@ SCHEMAS = {
     "rejects": REJECT_SCHEMA,
 }
 
-_TIME = re.compile(TIME_RE)
-_USER = re.compile(USER_ID_RE)
-_MOVIE = re.compile(MOVIE_ID_RE)
-_MINUTE_TAIL = re.compile(r"([0-9]{1,10})\.mpg")
-_RATING = re.compile(r"[0-9]{1,3}")
+_MINUTE = re.compile(grammar.MINUTE_RE)
+_RATING = re.compile(grammar.RATING_RE)
+# The reco shape with any text as the result, so a bad result id can be named in the detail.
 _RECO = re.compile(
-    rf"(?P<server>{SERVER_RE}), status (?P<status>[0-9]{{1,3}}), result: (?P<result>.*), "
-    r"(?P<ms>[0-9]{1,10}) ms"
+    grammar.shape_re(
+        grammar.RECO_EVENT,
+        server=f"(?P<server>{grammar.SERVER_RE})",
+        status=f"(?P<status>{grammar.STATUS_RE})",
+        result="(?P<result>.*)",
+        ms=f"(?P<ms>{grammar.MILLIS_RE})",
+    )
 )
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(grammar.CONTROL_RE)
 
 
 class Reject(NamedTuple):
@@ -159,74 +135,53 @@ def _shorten(text: str, n: int = 40) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def parse_time(text: str) -> datetime | None:
-    """The naive datetime of a TIME_RE string, or None if it is not a real calendar time."""
-    if _TIME.fullmatch(text) is None:
-        return None
-    try:
-        moment = datetime.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")
-    except ValueError:
-        return None
-    if len(text) == 23:
-        moment += timedelta(milliseconds=int(text[20:]))
-    return moment
-
-
-def parse_user_id(text: str) -> int | None:
-    """The user id of a USER_ID_RE string in 1..MAX_USER_ID, else None."""
-    if _USER.fullmatch(text) is None:
-        return None
-    value = int(text)
-    return value if 0 < value <= MAX_USER_ID else None
-
-
 def _parse_strict(text: str) -> Row | Reject:
     """Parse a decoded, control-free line under the grammar (no extra-field retry)."""
     parts = text.split(",", 2)
     if len(parts) < 3:
         return Reject("too_few_fields", f"{len(parts)} comma-separated field(s), need 3")
     time_s, user_s, event = parts
-    moment = parse_time(time_s)
+    moment = grammar.parse_time(time_s)
     if moment is None:
         return Reject("bad_time", f"time {_shorten(time_s)!r} is not ISO-8601 YYYY-MM-DDTHH:MM:SS")
-    user = parse_user_id(user_s)
+    user = grammar.parse_user_id(user_s)
     if user is None:
         return Reject("bad_user_id", f"user id {_shorten(user_s)!r} is not an integer 1..2^63-1")
     base = {TIME_COL: moment, USER_COL: user}
-    if event.startswith(WATCH_PREFIX):
-        body = event[len(WATCH_PREFIX) :]
-        movie, sep, tail = body.rpartition("/")
+    if event.startswith(grammar.WATCH_PREFIX):
+        body = event[len(grammar.WATCH_PREFIX) :]
+        movie, sep, tail = body.rpartition(grammar.MINUTE_SEP)
         if not sep:
             movie, tail = body, ""
-        if _MOVIE.fullmatch(movie) is None:
+        if not grammar.is_movie_id(movie):
             return Reject("bad_movie_id", f"movie id {_shorten(movie)!r} is not a slug+year")
-        minute = _MINUTE_TAIL.fullmatch(tail)
-        if minute is None or int(minute[1]) > MAX_INT32:
+        minute = tail.removesuffix(grammar.WATCH_SUFFIX)
+        if minute == tail or _MINUTE.fullmatch(minute) is None or int(minute) > grammar.MAX_INT32:
             return Reject("bad_minute", f"{_shorten(tail)!r} is not <minute>.mpg")
-        return Row("watch", {**base, ITEM_COL: movie, MINUTE_COL: int(minute[1])})
-    if event.startswith(RATE_PREFIX):
-        body = event[len(RATE_PREFIX) :]
-        movie, sep, rating = body.rpartition("=")
+        return Row("watch", {**base, ITEM_COL: movie, MINUTE_COL: int(minute)})
+    if event.startswith(grammar.RATE_PREFIX):
+        body = event[len(grammar.RATE_PREFIX) :]
+        movie, sep, rating = body.rpartition(grammar.RATING_SEP)
         if not sep:
             movie, rating = body, ""
-        if _MOVIE.fullmatch(movie) is None:
+        if not grammar.is_movie_id(movie):
             return Reject("bad_movie_id", f"movie id {_shorten(movie)!r} is not a slug+year")
-        if _RATING.fullmatch(rating) is None or not 1 <= int(rating) <= 5:
+        if _RATING.fullmatch(rating) is None or not grammar.is_rating(int(rating)):
             return Reject("bad_rating", f"rating {_shorten(rating)!r} is not an integer 1..5")
         return Row("rate", {**base, ITEM_COL: movie, RATING_COL: int(rating)})
-    if event.startswith(RECO_PREFIX):
-        match = _RECO.fullmatch(event[len(RECO_PREFIX) :])
+    if event.startswith(grammar.RECO_PREFIX):
+        match = _RECO.fullmatch(event)
         if match is None:
             return Reject("bad_reco", "not '<server>, status <code>, result: <ids>, <n> ms'")
         status = int(match["status"])
-        if not (status == 0 or 100 <= status <= 599):
+        if not grammar.is_status(status):
             return Reject("bad_reco", f"status {status} is not {VALID_STATUS}")
         millis = int(match["ms"])
-        if millis > MAX_INT32:
+        if millis > grammar.MAX_INT32:
             return Reject("bad_reco", f"response time {millis} ms is out of range")
-        result = match["result"].split(", ") if match["result"] else []
+        result = match["result"].split(grammar.RESULT_SEP) if match["result"] else []
         for item in result:
-            if _MOVIE.fullmatch(item) is None:
+            if not grammar.is_movie_id(item):
                 return Reject("bad_reco", f"result id {_shorten(item)!r} is not a slug+year")
         fields = {
             **base,
@@ -259,19 +214,39 @@ def parse_line(raw: bytes | None) -> Row | Reject:
 
 
 # --- the vectorised fast path ------------------------------------------------------------
-# Stricter than the grammar where that keeps casts safe (user id without leading zeros and at
-# most 19 digits, minute/ms at most 9 digits); anything it does not take goes to parse_line.
-_FAST_USER = r"[1-9][0-9]{0,18}"
-_FAST_HEAD = rf"^(?P<t>{TIME_RE}),(?P<u>{_FAST_USER}),"
+# The contract's shapes and fields, narrowed where that keeps casts safe: user ids as writers
+# spell them (no leading zero, at most 19 digits), minute/ms at most 9 digits (< 2**31), one
+# rating digit; anything it does not take goes to parse_line.
+_FAST_COUNT = r"[0-9]{1,9}"
+
+
+def _fast_line(event: str) -> str:
+    """Anchored RE2 source of a whole line around an event pattern (groups t, u)."""
+    head = {"time": f"(?P<t>{grammar.TIME_RE})", "user": f"(?P<u>{grammar.CANONICAL_USER_ID_RE})"}
+    return "^" + grammar.shape_re(grammar.LINE, **head, event=event) + "$"
+
+
 # Watch lines are ~90% of the stream: a regex of their own first, the rest on what is left.
-_FAST_WATCH_RE = rf"{_FAST_HEAD}GET /data/m/(?P<wm>{MOVIE_ID_RE})/(?P<wmin>[0-9]{{1,9}})\.mpg$"
-_FAST_OTHER_RE = (
-    rf"{_FAST_HEAD}(?:"
-    rf"GET /rate/(?P<rm>{MOVIE_ID_RE})=(?P<rr>[1-5])"
-    rf"|recommendation request (?P<srv>[^, ]+), status (?P<st>[0-9]{{1,3}}), "
-    rf"result: (?P<res>(?:{MOVIE_ID_RE}(?:, {MOVIE_ID_RE})*)?), (?P<ms>[0-9]{{1,9}}) ms"
-    r")$"
+_FAST_WATCH_RE = _fast_line(
+    grammar.shape_re(
+        grammar.WATCH_EVENT,
+        movie=f"(?P<wm>{grammar.MOVIE_ID_RE})",
+        minute=f"(?P<wmin>{_FAST_COUNT})",
+    )
 )
+_FAST_RATE = grammar.shape_re(
+    grammar.RATE_EVENT,
+    movie=f"(?P<rm>{grammar.MOVIE_ID_RE})",
+    rating=f"(?P<rr>[{grammar.MIN_RATING}-{grammar.MAX_RATING}])",
+)
+_FAST_RECO = grammar.shape_re(
+    grammar.RECO_EVENT,
+    server=f"(?P<srv>{grammar.SERVER_RE})",
+    status=f"(?P<st>{grammar.STATUS_RE})",
+    result=f"(?P<res>{grammar.RESULT_RE})",
+    ms=f"(?P<ms>{_FAST_COUNT})",
+)
+_FAST_OTHER_RE = _fast_line(f"(?:{_FAST_RATE}|{_FAST_RECO})")
 
 
 def _fast_candidates(binary: pa.BinaryArray) -> np.ndarray:
@@ -294,7 +269,7 @@ def _timestamps(text: pa.Array) -> pa.Array:
     """timestamp[ms] of TIME_RE strings (null where the calendar day does not exist)."""
     seconds = pc.strptime(
         pc.utf8_slice_codeunits(text, 0, 19),
-        format="%Y-%m-%dT%H:%M:%S",
+        format=grammar.TIME_FORMAT,
         unit="ms",
         error_is_null=True,
     )
@@ -342,7 +317,8 @@ def _take_matches(
     cand = cand[matched]
     times = _timestamps(parts.field("t"))
     users = pc.cast(parts.field("u"), pa.uint64())
-    ok = pc.and_(times.is_valid(), pc.less_equal(users, pa.scalar(MAX_USER_ID, pa.uint64())))
+    max_user = pa.scalar(grammar.MAX_USER_ID, pa.uint64())
+    ok = pc.and_(times.is_valid(), pc.less_equal(users, max_user))
     for table in tables:
         if table == "watch":
             mask = ok
@@ -352,8 +328,11 @@ def _take_matches(
             is_reco = pc.not_equal(parts.field("srv"), "")
             status = pc.cast(pc.if_else(is_reco, parts.field("st"), "0"), pa.int16())
             valid = pc.or_(
-                pc.equal(status, 0),
-                pc.and_(pc.greater_equal(status, 100), pc.less_equal(status, 599)),
+                pc.equal(status, grammar.TIMEOUT_STATUS),
+                pc.and_(
+                    pc.greater_equal(status, grammar.MIN_HTTP_STATUS),
+                    pc.less_equal(status, grammar.MAX_HTTP_STATUS),
+                ),
             )
             mask = pc.and_(ok, pc.and_(is_reco, valid))
         sel = np.asarray(mask.to_numpy(zero_copy_only=False))
@@ -373,7 +352,7 @@ def _take_matches(
             cols[RATING_COL] = pc.cast(parts.field("rr").filter(pick), pa.int8())
         else:
             res = parts.field("res").filter(pick)
-            split = pc.split_pattern(res, ", ")
+            split = pc.split_pattern(res, grammar.RESULT_SEP)
             empty = pa.array([[]] * len(res), pa.list_(pa.string()))
             cols["server"] = parts.field("srv").filter(pick)
             cols["status"] = status.filter(pick)

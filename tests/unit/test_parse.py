@@ -8,6 +8,7 @@ from datetime import datetime
 import numpy as np
 import pytest
 
+from contracts import grammar
 from jobs.ingest import parse
 from jobs.ingest.validate import EXPECTATIONS_DIR
 
@@ -185,12 +186,12 @@ def test_seen_lines_across_many_runs():
     assert len(seen) == len(first)
 
 
-def test_suites_use_the_parser_regex():
-    """The ID-format expectations quote the one MOVIE_ID_RE of jobs/ingest/parse.py."""
+def test_suites_use_the_contract_regex():
+    """The ID-format expectations quote the one MOVIE_ID_RE of contracts/grammar.py."""
     for name in ("watch", "rate"):
         suite = json.loads((EXPECTATIONS_DIR / f"{name}.json").read_text())
         regexes = [e["kwargs"]["regex"] for e in suite["expectations"] if "regex" in e["kwargs"]]
-        assert regexes == [f"^{parse.MOVIE_ID_RE}$"]
+        assert regexes == [f"^{grammar.MOVIE_ID_RE}$"]
     rejects = json.loads((EXPECTATIONS_DIR / "rejects.json").read_text())
     sets = [e["kwargs"]["value_set"] for e in rejects["expectations"] if "value_set" in e["kwargs"]]
     assert sets == [list(parse.REASONS)]
