@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from contracts.grammar import rate_line, watch_line
 from simulator import grammar, names
 
 # Malformed under the grammar: must end in the platform's rejects.
@@ -151,7 +152,7 @@ class LineFaults:
             form = str(rng.choice(["u{}", "{}a", "user{}", "-{}", "{}.0", "#{}"]))
             return line.replace(f",{u},", "," + form.format(u) + ",", 1)
         if kind == "rating_out_of_range":
-            return f"{t},{u},GET /rate/{f['movie']}={rng.choice([0, 6, 7, 10, 11, 50, -1])}"
+            return rate_line(t, u, f["movie"], rng.choice([0, 6, 7, 10, 11, 50, -1]))
         if kind == "garbage_bytes":
             raw = line.encode("ascii")
             junk = (
@@ -216,9 +217,9 @@ class LineFaults:
             elif kind == "unknown_movie":
                 fake = self._fake_slug(rng)
                 if f["kind"] == "watch":
-                    bad = f"{f['time']},{user},GET /data/m/{fake}/{f['minute']}.mpg"
+                    bad = watch_line(f["time"], user, fake, f["minute"])
                 else:
-                    bad = f"{f['time']},{user},GET /rate/{fake}={f['stars']}"
+                    bad = rate_line(f["time"], user, fake, f["stars"])
                 out_keys.append(key)
                 out_values.append(bad)
                 ledger.record(kind, bad, user, reject=False)

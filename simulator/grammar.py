@@ -13,15 +13,13 @@ import unicodedata
 from contracts.grammar import (
     CONTROL_RE,
     LINE_RES,
-    MOVIE_ID_RE,
     SLUG_WORD_RE,
     in_range,
     reco_line,
 )
 
-__all__ = ["KINDS", "MOVIE_RE", "classify", "parse", "reco_line", "slug_words", "unique_slugs"]
+__all__ = ["KINDS", "classify", "parse", "reco_line", "slug_words", "unique_slugs"]
 
-MOVIE_RE = MOVIE_ID_RE  # the contract's, under the name simulator.loop reads
 KINDS = tuple(LINE_RES)  # ('watch', 'rate', 'reco')
 
 _CONTROL = re.compile(CONTROL_RE)

@@ -11,10 +11,10 @@ from urllib.parse import urlsplit
 
 import requests
 
-from simulator.grammar import MOVIE_RE
+from contracts.grammar import MOVIE_ID_RE
 
 TIMEOUT_S = 0.8
-_MOVIE = re.compile(MOVIE_RE)
+_MOVIE = re.compile(MOVIE_ID_RE)
 
 
 @dataclass(frozen=True)
