@@ -262,7 +262,7 @@ def measure_shape(
     from contracts import settings
     from jobs.train import served_quality as sq
     from ops import services
-    from serving.harness import PrivateDatabase, ServingProcess, wait_for
+    from tests.support.harness import PrivateDatabase, ServingProcess, wait_for
 
     lines_path, workdir = Path(lines_path), Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)

@@ -135,7 +135,7 @@ def gunicorn(app: str, port: int, env: dict, workers: int = 2) -> subprocess.Pop
 def wait_http(url: str, deadline_s: float = 120) -> None:
     import urllib.request
 
-    from serving.harness import wait_for
+    from tests.support.harness import wait_for
 
     def ok() -> bool:
         with urllib.request.urlopen(url, timeout=2) as resp:
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from jobs.publish import publish
-    from serving.harness import PrivateDatabase, free_port
+    from tests.support.harness import PrivateDatabase, free_port
 
     max_user = int(args.users * 1.1)  # ~10 % unknown users get the popularity list
     tmp = Path(tempfile.mkdtemp(prefix="recs-bench-"))
@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             import urllib.error
             import urllib.request
 
-            from serving.harness import wait_for
+            from tests.support.harness import wait_for
 
             def down() -> bool:
                 try:

@@ -3,7 +3,10 @@
 A known user gets the published list (X-Rec-Source: model), an unknown or cold user the
 popularity list (popular), and when the database cannot answer, everybody gets the
 in-process copy of the popularity list (cache). The server does no ML and imports no model
-code; configuration comes from the environment (contracts.settings and the SERVING_* variables).
+code; configuration comes from the environment, through contracts.settings.
+
+`create_app` only wires: the routes are methods of `Handlers`, which holds what they share
+(the worker's `ServingState`, the commit, request ids and metric children).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import re
 import subprocess
 import time
 import uuid
+from dataclasses import dataclass
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
@@ -23,19 +27,21 @@ from contracts import settings as settings_mod
 from serving import ab, telemetry
 from serving.ids import InvalidUserId, parse_user_id
 from serving.state import ServingState
-from serving.store import Unavailable
+from serving.store import Pointer, Unavailable
 
 log = logging.getLogger("recs.serving")
 
 TEXT = "text/plain; charset=utf-8"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}", re.ASCII)
 STATE_KEY = "recs_serving"
+SOURCES = ("model", "popular", "cache")
 
 
 def _git_commit() -> str:
     """The commit this code runs from (GIT_COMMIT wins; `git` is asked once, at start-up)."""
-    if os.environ.get("GIT_COMMIT"):
-        return os.environ["GIT_COMMIT"]
+    override = settings_mod.git_commit_override()
+    if override:
+        return override
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],
@@ -68,129 +74,155 @@ def _text(body: str, status: int, headers: list | None = None) -> Response:
     return Response(body, status=status, headers=headers, content_type=TEXT)
 
 
-def create_app(state: ServingState | None = None) -> Flask:
-    """The Flask app; its per-process state starts lazily (after gunicorn forks)."""
+def default_state() -> ServingState:
+    """The worker state configured from the environment (SERVING_DATABASE_URL, SERVING_*)."""
     cfg = settings_mod.load()
-    if state is None:
-        state = ServingState(
-            url=cfg.serving_database_url,
-            cache_file=cfg.var_dir / "serving" / "popular_cache.json",
-            log_dir=cfg.log_dir,
-            refresh_s=settings_mod.env_number("SERVING_REFRESH_S", 2.0),
-            pool_size=int(settings_mod.env_number("SERVING_POOL_SIZE", 4)),
-            statement_timeout_ms=int(settings_mod.env_number("SERVING_STATEMENT_TIMEOUT_MS", 50)),
-        )
-    commit = _git_commit()
-    app = Flask(__name__)
-    app.config.update(DEBUG=False, PROPAGATE_EXCEPTIONS=False, MAX_CONTENT_LENGTH=1024)
-    app.extensions[STATE_KEY] = state
-    # No redirects: '/recommend//7' is a 404, not a 308 to somewhere else.
-    app.url_map.merge_slashes = False
-    app.url_map.strict_slashes = False
-    request_ids = _RequestIds()
-    # The labelled metric children of a 200 answer, by source, looked up once.
-    answered = {
-        source: (
-            telemetry.REQUESTS.labels("recommend", "200", source),
-            telemetry.LATENCY.labels(source),
-        )
-        for source in ("model", "popular", "cache")
-    }
+    return ServingState(
+        url=cfg.serving_database_url,
+        cache_file=cfg.var_dir / "serving" / "popular_cache.json",
+        log_dir=cfg.log_dir,
+        refresh_s=settings_mod.serving_refresh_s(),
+        pool_size=settings_mod.serving_pool_size(),
+        statement_timeout_ms=settings_mod.serving_statement_timeout_ms(),
+    )
 
-    def fallback(user_id: int | None, request_id: str, started: float, why: str) -> Response:
-        """The designed degraded path: the in-process popularity copy, source `cache`."""
-        cache = state.cache
-        return answer(
-            user_id, request_id, started, "cache", cache.items, cache.version, None, "", why
-        )
 
-    def answer(
-        user_id: int | None,
-        request_id: str,
-        started: float,
-        source: str,
-        items: str,
-        model_version: str,
-        variant: str | None,
-        reco_version: str,
-        fallback_reason: str = "",
-    ) -> Response:
+@dataclass(slots=True, kw_only=True)
+class Answer:
+    """One 200 answer to GET /recommend: for whom, what is served, and where it came from."""
+
+    user_id: int | None
+    request_id: str
+    started: float  # time.perf_counter() when the request arrived
+    source: str  # model | popular | cache
+    items: str  # 'id1,…,id20' exactly as served
+    model_version: str
+    variant: str | None = None
+    reco_version: str = ""
+    fallback_reason: str = ""
+
+
+class Handlers:
+    """The app's routes and error handlers, and the state they share."""
+
+    def __init__(self, state: ServingState, commit: str) -> None:
+        self.state = state
+        self.commit = commit
+        self.request_ids = _RequestIds()
+        # The labelled metric children of a 200 answer, by source, looked up once.
+        self.answered = {
+            source: (
+                telemetry.REQUESTS.labels("recommend", "200", source),
+                telemetry.LATENCY.labels(source),
+            )
+            for source in SOURCES
+        }
+
+    # ------------------------------------------------------------------ answers
+    def respond(self, answer: Answer) -> Response:
+        """The 200 text answer with its headers, counted, timed and logged."""
         headers = [
-            ("X-Model-Version", model_version),
-            ("X-Rec-Source", source),
-            ("X-Request-Id", request_id),
+            ("X-Model-Version", answer.model_version),
+            ("X-Rec-Source", answer.source),
+            ("X-Request-Id", answer.request_id),
         ]
-        if variant is not None:
-            headers.append(("X-Variant", variant))
-        if reco_version:
-            headers.append(("X-Reco-Version", reco_version))
-        elapsed = time.perf_counter() - started
-        served, latency = answered[source]
+        if answer.variant is not None:
+            headers.append(("X-Variant", answer.variant))
+        if answer.reco_version:
+            headers.append(("X-Reco-Version", answer.reco_version))
+        elapsed = time.perf_counter() - answer.started
+        served, latency = self.answered[answer.source]
         served.inc()
         latency.observe(elapsed)
-        if state.predictions is not None:
-            state.predictions.write(
+        if self.state.predictions is not None:
+            self.state.predictions.write(
                 {
-                    "request_id": request_id,
-                    "user_id": user_id,
-                    "variant": variant,
-                    "model_version": model_version,
-                    "reco_version": reco_version or None,
-                    "source": source,
-                    "items": items,
+                    "request_id": answer.request_id,
+                    "user_id": answer.user_id,
+                    "variant": answer.variant,
+                    "model_version": answer.model_version,
+                    "reco_version": answer.reco_version or None,
+                    "source": answer.source,
+                    "items": answer.items,
                     "latency_ms": round(elapsed * 1000, 3),
-                    "fallback_reason": fallback_reason or None,
+                    "fallback_reason": answer.fallback_reason or None,
                 }
             )
-        return _text(items, 200, headers)
+        return _text(answer.items, 200, headers)
 
-    @app.get("/recommend/<path:userid>")
-    def recommend(userid: str) -> Response:
-        started = time.perf_counter()
-        state.ensure_started()
-        user_id = parse_user_id(userid)  # InvalidUserId -> 400 below
-        supplied = request.environ.get("HTTP_X_REQUEST_ID", "")
-        request_id = supplied if _REQUEST_ID.fullmatch(supplied) else request_ids.next()
-        pointer = state.pointer
-        if pointer is None or not state.db_ok:
-            return fallback(user_id, request_id, started, state.last_error)
-        reco_version, model_version, variant = pointer.reco_version, pointer.model_version, None
-        if pointer.experiment is not None:
-            chosen = ab.assign(pointer.experiment.salt, user_id, pointer.experiment.variants)
-            reco_version, model_version, variant = (
-                chosen.reco_version,
-                chosen.model_version,
-                chosen.name,
+    def fallback(self, user_id: int | None, request_id: str, started: float, why: str) -> Response:
+        """The designed degraded path: the in-process popularity copy, source `cache`."""
+        cache = self.state.cache
+        return self.respond(
+            Answer(
+                user_id=user_id,
+                request_id=request_id,
+                started=started,
+                source="cache",
+                items=cache.items,
+                model_version=cache.version,
+                fallback_reason=why,
             )
-        items = None
-        if reco_version is not None:
-            try:
-                items = state.store.lookup(reco_version, user_id)
-            except Unavailable as exc:
-                state.mark_unavailable(exc)
-                return fallback(user_id, request_id, started, exc.reason)
-            state.lookup_ok()
-        if items is not None:
-            return answer(
-                user_id, request_id, started, "model", items, model_version, variant, reco_version
-            )
-        popular_version = pointer.popular_version or state.cache.version
-        popular_items = pointer.popular_items if pointer.popular_version else state.cache.items
-        return answer(
-            user_id, request_id, started, "popular", popular_items, popular_version, variant, ""
         )
 
-    @app.get("/recommend/")
-    @app.get("/recommend")
-    def recommend_empty() -> Response:
+    # ------------------------------------------------------------------ /recommend
+    def recommend(self, userid: str) -> Response:
+        """GET /recommend/<userid>: the published list, else popularity, else the cache."""
+        started = time.perf_counter()
+        state = self.state
+        state.ensure_started()
+        user_id = parse_user_id(userid)  # InvalidUserId -> 400 in bad_user_id
+        supplied = request.environ.get("HTTP_X_REQUEST_ID", "")
+        request_id = supplied if _REQUEST_ID.fullmatch(supplied) else self.request_ids.next()
+        pointer = state.pointer
+        if pointer is None or not state.db_ok:
+            return self.fallback(user_id, request_id, started, state.last_error)
+        reco_version, model_version, variant = _route(pointer, user_id)
+        try:
+            items = self._lookup(reco_version, user_id)
+        except Unavailable as exc:
+            return self.fallback(user_id, request_id, started, exc.reason)
+        source = "model"
+        if items is None:  # no row for this user (or nothing to look in): the popularity list
+            source, reco_version = "popular", ""
+            model_version = pointer.popular_version or state.cache.version
+            items = pointer.popular_items if pointer.popular_version else state.cache.items
+        return self.respond(
+            Answer(
+                user_id=user_id,
+                request_id=request_id,
+                started=started,
+                source=source,
+                items=items,
+                model_version=model_version,
+                variant=variant,
+                reco_version=reco_version,
+            )
+        )
+
+    def _lookup(self, reco_version: str | None, user_id: int) -> str | None:
+        """The user's list in `reco_version`, or None; Unavailable goes to the breaker first."""
+        if reco_version is None:
+            return None
+        state = self.state
+        try:
+            items = state.store.lookup(reco_version, user_id)
+        except Unavailable as exc:
+            state.mark_unavailable(exc)
+            raise
+        state.lookup_ok()
+        return items
+
+    def recommend_empty(self) -> Response:
         raise InvalidUserId("user id is missing: use GET /recommend/<userid>")
 
-    @app.get("/healthz")
-    def healthz() -> Response:
+    # ------------------------------------------------------------------ operations
+    def healthz(self) -> Response:
         return _text("ok", 200)
 
-    @app.get("/readyz")
-    def readyz() -> Response:
+    def readyz(self) -> Response:
+        """GET /readyz: 200 once the database answers and a list and a popularity list are live."""
+        state = self.state
         state.ensure_started()
         pointer = state.pointer
         if not state.db_ok:
@@ -201,39 +233,29 @@ def create_app(state: ServingState | None = None) -> Flask:
             return _text("not ready: no popularity list is published", 503)
         return _text(f"ready: serving {pointer.reco_version}", 200)
 
-    @app.get("/version")
-    def version() -> Response:
+    def version(self) -> Response:
+        """GET /version: the code's commit, what is published, and whether the database is up."""
+        state = self.state
         state.ensure_started()
         pointer = state.pointer
-        lines = [f"commit={commit}"]
+        lines = [f"commit={self.commit}"]
         if pointer is not None:
-            published = pointer.published_at.isoformat() if pointer.published_at else "none"
-            lines += [
-                f"reco_version={pointer.reco_version or 'none'}",
-                f"model_version={pointer.model_version or 'none'}",
-                f"popular_version={pointer.popular_version or 'none'}",
-                f"published_at={published}",
-            ]
-            if pointer.experiment is not None:
-                shares = ",".join(
-                    f"{v.name}={v.reco_version}:{v.share:g}" for v in pointer.experiment.variants
-                )
-                lines.append(f"experiment={pointer.experiment.experiment_id} {shares}")
+            lines += _pointer_lines(pointer)
         lines.append(f"database={'up' if state.db_ok else 'down'}")
         return _text("\n".join(lines) + "\n", 200)
 
-    @app.get("/metrics")
-    def metrics() -> Response:
+    def metrics(self) -> Response:
+        """GET /metrics: Prometheus exposition, merged over the workers."""
         payload, content_type = telemetry.metrics_payload()
         return Response(payload, status=200, content_type=content_type)
 
-    @app.errorhandler(InvalidUserId)
-    def bad_user_id(exc: InvalidUserId) -> Response:
+    # ------------------------------------------------------------------ errors
+    def bad_user_id(self, exc: InvalidUserId) -> Response:
         telemetry.REQUESTS.labels("recommend", "400", "none").inc()
         return _text(f"400 Bad Request: {exc}", 400)
 
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Response:
+    def http_error(self, exc: HTTPException) -> Response:
+        """Any HTTP error (404, 405, 413, …) as one text line, the Allow header kept."""
         code = exc.code or 400
         telemetry.REQUESTS.labels("other", str(code), "none").inc()
         reasons = {
@@ -248,13 +270,64 @@ def create_app(state: ServingState | None = None) -> Flask:
             new.headers["Allow"] = response.headers["Allow"]
         return new
 
-    @app.errorhandler(Exception)
-    def unexpected(exc: Exception) -> Response:
+    def unexpected(self, exc: Exception) -> Response:
+        """A bug: logged with its traceback; /recommend still answers (from the cache)."""
         log.exception("unexpected error on %s", request.path)
         if request.path.startswith("/recommend/"):
             # A bug must not cost the user an answer: serve the popularity copy, say so.
-            return fallback(None, request_ids.next(), time.perf_counter(), "internal error")
+            return self.fallback(
+                None, self.request_ids.next(), time.perf_counter(), "internal error"
+            )
         telemetry.REQUESTS.labels("other", "500", "none").inc()
         return _text("500 Internal Server Error: see the server log", 500)
 
+
+def _route(pointer: Pointer, user_id: int) -> tuple[str | None, str | None, str | None]:
+    """(reco_version, model_version, variant) to serve: the published one, or the user's A/B
+    variant while an experiment runs."""
+    if pointer.experiment is None:
+        return pointer.reco_version, pointer.model_version, None
+    chosen = ab.assign(pointer.experiment.salt, user_id, pointer.experiment.variants)
+    return chosen.reco_version, chosen.model_version, chosen.name
+
+
+def _pointer_lines(pointer: Pointer) -> list[str]:
+    """The /version lines that describe what is published (and the experiment, if any)."""
+    published = pointer.published_at.isoformat() if pointer.published_at else "none"
+    lines = [
+        f"reco_version={pointer.reco_version or 'none'}",
+        f"model_version={pointer.model_version or 'none'}",
+        f"popular_version={pointer.popular_version or 'none'}",
+        f"published_at={published}",
+    ]
+    if pointer.experiment is not None:
+        shares = ",".join(
+            f"{v.name}={v.reco_version}:{v.share:g}" for v in pointer.experiment.variants
+        )
+        lines.append(f"experiment={pointer.experiment.experiment_id} {shares}")
+    return lines
+
+
+def create_app(state: ServingState | None = None) -> Flask:
+    """The Flask app; its per-process state starts lazily (after gunicorn forks)."""
+    handlers = Handlers(state if state is not None else default_state(), _git_commit())
+    app = Flask(__name__)
+    app.config.update(DEBUG=False, PROPAGATE_EXCEPTIONS=False, MAX_CONTENT_LENGTH=1024)
+    app.extensions[STATE_KEY] = handlers.state
+    # No redirects: '/recommend//7' is a 404, not a 308 to somewhere else.
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
+    for rule, view in (
+        ("/recommend/<path:userid>", handlers.recommend),
+        ("/recommend/", handlers.recommend_empty),
+        ("/recommend", handlers.recommend_empty),
+        ("/healthz", handlers.healthz),
+        ("/readyz", handlers.readyz),
+        ("/version", handlers.version),
+        ("/metrics", handlers.metrics),
+    ):
+        app.get(rule)(view)  # endpoint = the method's name, as with @app.get
+    app.register_error_handler(InvalidUserId, handlers.bad_user_id)
+    app.register_error_handler(HTTPException, handlers.http_error)
+    app.register_error_handler(Exception, handlers.unexpected)
     return app

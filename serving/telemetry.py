@@ -27,6 +27,8 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as prom_multiprocess
 
+from contracts import settings as settings_mod
+
 log = logging.getLogger("recs.serving")
 LOG_MAX_BYTES = 50 * 1024 * 1024
 LOG_BACKUPS = 5
@@ -69,7 +71,7 @@ DB_UP = Gauge(
 
 def metrics_payload() -> tuple[bytes, str]:
     """The exposition text for /metrics: merged over workers in multiprocess mode."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if settings_mod.prometheus_multiproc_dir():
         registry = CollectorRegistry()
         prom_multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST

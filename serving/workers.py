@@ -1,5 +1,10 @@
 """The gunicorn worker class the serving tier runs: gunicorn's sync worker with a client
-deadline, a corked socket and an immediate close after each answer.
+deadline, a corked socket and an immediate close after each answer; and gunicorn's own
+protocol errors written as one text line.
+
+Two of these replace gunicorn internals (`util.close_graceful` in each worker,
+`util.write_error` from gunicorn_conf.py); tests/unit/test_gunicorn_patches.py fails when a
+gunicorn upgrade renames, re-signs or stops calling what is replaced here.
 
 Why sync (measured in `make bench BENCH=bench_serving`, which runs both side by side): a sync
 worker takes one request at a time from the shared listen queue and closes the connection
@@ -27,11 +32,10 @@ from gunicorn.workers.sync import SyncWorker
 
 from contracts import settings as settings_mod
 
-DEFAULT_CLIENT_TIMEOUT_S = 1.0
-
 
 def client_timeout_s() -> float:
-    value = settings_mod.env_number("SERVING_CLIENT_TIMEOUT_S", DEFAULT_CLIENT_TIMEOUT_S)
+    """SERVING_CLIENT_TIMEOUT_S (default 1 s), which must be positive."""
+    value = settings_mod.serving_client_timeout_s()
     if value <= 0:
         raise ValueError(f"SERVING_CLIENT_TIMEOUT_S={value:g} must be > 0")
     return value
@@ -76,6 +80,19 @@ def close_after_answer(sock, max_drain: int = 65536) -> None:
         pass
     finally:
         sock.close()
+
+
+def write_text_error(sock, status_int, reason, mesg) -> None:
+    """gunicorn's own protocol errors (e.g. a request line over 4094 bytes) as one text line,
+    like the app's, instead of its HTML page (replaces gunicorn.util.write_error)."""
+    body = f"{status_int} {reason}: {' '.join(str(mesg).split())[:200]}".encode(
+        "latin-1", "replace"
+    )
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    util.write_nonblock(sock, head.encode("latin-1") + body)
 
 
 class DeadlineSyncWorker(SyncWorker):

@@ -18,7 +18,7 @@ import pytest
 
 from contracts.settings import REPO_ROOT
 from jobs.publish import experiments, publish
-from serving.harness import PrivateDatabase, items_for, seed_version, wait_for
+from tests.support.harness import PrivateDatabase, items_for, seed_version, wait_for
 
 pytestmark = pytest.mark.integration
 

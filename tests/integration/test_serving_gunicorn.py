@@ -18,7 +18,7 @@ import pytest
 
 from jobs.publish import experiments, publish
 from serving import ab
-from serving.harness import (
+from tests.support.harness import (
     Client,
     PrivateDatabase,
     ServingProcess,

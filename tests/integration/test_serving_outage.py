@@ -14,7 +14,7 @@ import psycopg2
 import pytest
 
 from jobs.publish import publish
-from serving.harness import Client, PrivateDatabase, ServingProcess, seed_version, wait_for
+from tests.support.harness import Client, PrivateDatabase, ServingProcess, seed_version, wait_for
 
 pytestmark = pytest.mark.integration
 

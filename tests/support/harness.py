@@ -1,5 +1,5 @@
-"""Test and benchmark harness (not used by the app): private Postgres clusters that may be
-stopped, and a real gunicorn serving process on a free port.
+"""Test and benchmark harness: private Postgres clusters that may be stopped, a real gunicorn
+serving process on a free port, and `wait_for`, the one poller the tests use.
 
 The shared platform Postgres is never stopped; anything that needs an outage, or its own
 serving_pointer, gets a throwaway cluster here.
