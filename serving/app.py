@@ -15,7 +15,6 @@ import itertools
 import logging
 import os
 import re
-import subprocess
 import time
 import uuid
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+from contracts import provenance
 from contracts import settings as settings_mod
 from serving import ab, telemetry
 from serving.ids import InvalidUserId, parse_user_id
@@ -35,25 +35,6 @@ TEXT = "text/plain; charset=utf-8"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}", re.ASCII)
 STATE_KEY = "recs_serving"
 SOURCES = ("model", "popular", "cache")
-
-
-def _git_commit() -> str:
-    """The commit this code runs from (GIT_COMMIT wins; `git` is asked once, at start-up)."""
-    override = settings_mod.git_commit_override()
-    if override:
-        return override
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=settings_mod.REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
 class _RequestIds:
@@ -310,7 +291,7 @@ def _pointer_lines(pointer: Pointer) -> list[str]:
 
 def create_app(state: ServingState | None = None) -> Flask:
     """The Flask app; its per-process state starts lazily (after gunicorn forks)."""
-    handlers = Handlers(state if state is not None else default_state(), _git_commit())
+    handlers = Handlers(state if state is not None else default_state(), provenance.git_commit())
     app = Flask(__name__)
     app.config.update(DEBUG=False, PROPAGATE_EXCEPTIONS=False, MAX_CONTENT_LENGTH=1024)
     app.extensions[STATE_KEY] = handlers.state

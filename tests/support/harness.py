@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,18 +33,10 @@ def free_port() -> int:
 
 
 def wait_for(check, deadline_s: float, what: str, interval: float = 0.05):
-    """Poll `check()` until truthy (return it) or raise TimeoutError naming `what`."""
-    end = time.monotonic() + deadline_s
-    last: Exception | None = None
-    while time.monotonic() < end:
-        try:
-            result = check()
-            if result:
-                return result
-        except Exception as exc:  # a probe of something still starting fails in many ways
-            last = exc
-        time.sleep(interval)
-    raise TimeoutError(f"{what} not reached within {deadline_s} s (last error: {last})")
+    """Poll `check()` until truthy (return it) or raise naming `what` (ops' poller, finer)."""
+    from ops.services import wait_until
+
+    return wait_until(check, deadline_s, what, None, interval)
 
 
 @dataclass
