@@ -6,11 +6,11 @@ read-only sample is there), `measure_shape`:
    (jobs.train.served_quality.hold_back_later; rule in its docstring); only the kept lines go on;
 2. replays the kept lines into a FRESH Kafka topic (`python -m simulator replay`);
 3. runs the platform in private state, in a child process: a throwaway Postgres cluster
-   (serving.harness.PrivateDatabase: its own roles, schema and serving_pointer), a private
+   (tests.support.harness.PrivateDatabase: its own roles, schema and serving_pointer), a private
    RECS_VAR_DIR and KAFKA_TOPIC; jobs.ingest.snapshot -> jobs.ingest.validate (validate +
    mark, as the movielog_ingest DAG) -> jobs.pipeline.run_all (dataset, train, evaluate,
    gate, refit, score, publish, popularity);
-4. starts real gunicorn (serving.harness.ServingProcess) on that database and GETs
+4. starts real gunicorn (tests.support.harness.ServingProcess) on that database and GETs
    /recommend/<user> for every user with a relevant held-back movie;
 5. scores the served lists and an all-time popularity list over the kept events
    (jobs.train.served_quality.served_vs_popularity: paired bootstrap 95% intervals over users).
