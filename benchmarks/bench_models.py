@@ -77,8 +77,9 @@ def surprise_direct_rmse(train, test, params: dict) -> float:
 def movietweetings_split(root: Path, split: str = "global", spark=None):
     """Snapshot -> dataset (all history, the given split rule) -> (path, train, test)."""
     from jobs.train import dataset
+    from tests.support import movietweetings
 
-    snap = dataset.movietweetings_snapshot(SAMPLE, root / "mt-snapshot")
+    snap = movietweetings.rate_snapshot(SAMPLE, root / "mt-snapshot")
     path = dataset.build_dataset(
         [snap], root / f"mt-dataset-{split}", window_days=None, split=split, spark=spark
     )

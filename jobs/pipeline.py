@@ -95,9 +95,7 @@ def build_dataset(window_days: float | None = None, dataset_path: str | None = N
         dataset.read_manifest(dataset_path)  # fails clearly when it is not a dataset
         return str(dataset_path)
     kwargs = {} if window_days is None else {"window_days": window_days or None}
-    runtimes = dataset.catalog_runtimes()  # None without a catalogue: the max minute seen
-    path = dataset.build_dataset(dataset.default_snapshots(), runtimes=runtimes, **kwargs)
-    return str(path)
+    return str(dataset.build_from_lake(**kwargs))  # the CLI's path too
 
 
 # ------------------------------------------------------------------ 2. train

@@ -6,6 +6,8 @@ partitioned by event_date. Output, under one dataset directory:
   train/, test/      Parquet, one row per (user_id, movie_id) with the columns of COLUMNS
   test_cold/         post-cutoff interactions of cold users/movies (global split), + `cold`
   manifest.json      snapshots used (ids, their manifests: offsets, files), window, counts, rule
+The DAG (jobs.pipeline.build_dataset) and the CLI (`python -m jobs.train.dataset`) both build
+through build_from_lake: the accepted lake snapshots and the catalogue's runtimes.
 
 Rules (also written into the manifest):
 - Window: only events with event_time >= newest_event - window_days, where newest_event is the
@@ -45,6 +47,7 @@ import logging
 import shutil
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,7 +57,6 @@ import pandas as pd
 
 from contracts import settings
 from contracts.names import (
-    DATE_COL,
     ITEM_COL,
     MINUTE_COL,
     RATING_COL,
@@ -91,6 +93,28 @@ COLUMNS = [
     "first_time",
     TIME_COL,
 ]
+# Feature columns a side may lack (no watch or no rate events), as typed nulls.
+FEATURE_TYPES = [
+    ("minutes_watched", "bigint"),
+    ("fraction_watched", "double"),
+    (RATING_COL, "double"),
+    ("w_first", "timestamp"),
+    ("w_last", "timestamp"),
+    ("r_first", "timestamp"),
+    ("r_last", "timestamp"),
+]
+# The manifest's counts (all integers).
+COUNTS = (
+    "interactions",
+    "train",
+    "test",
+    "test_cold_user",
+    "test_cold_item",
+    "users",
+    "movies",
+    "test_users",
+    "rated",
+)
 
 
 def split_rule(
@@ -168,6 +192,31 @@ def dataset_id(newest: datetime, snapshots: Sequence[Path], params: dict[str, An
     return f"ds-{newest:%Y%m%d%H%M%S}-{digest}"
 
 
+@dataclass(frozen=True)
+class Rules:
+    """The window, split and evaluation parameters of one build (all recorded in the manifest)."""
+
+    window_days: float | None
+    test_fraction: float
+    min_user_interactions: int
+    split: str
+    holdout_days: float | None
+    min_test_users: int
+
+    def id_params(self) -> dict[str, Any]:
+        """The parameters hashed into the dataset id."""
+        params = {
+            "window_days": self.window_days,
+            "test_fraction": self.test_fraction,
+            "min_user_interactions": self.min_user_interactions,
+        }
+        if self.split != "per_user":  # keeps the ids of datasets built with the older rule
+            params.update(
+                split=self.split, holdout_days=self.holdout_days, min_test_users=self.min_test_users
+            )
+        return params
+
+
 def build_dataset(
     snapshots: Sequence[str | Path],
     out: str | Path | None = None,
@@ -185,91 +234,164 @@ def build_dataset(
     `out` defaults to settings.lake_dir/datasets/<dataset_id>. Rerunning replaces the output
     atomically (written aside, then renamed), so a crash never leaves a half dataset.
     """
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
     from jobs.spark import get_spark
 
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
-    if holdout_days is not None and (split != "global" or float(holdout_days) <= 0):
-        raise ValueError(f"holdout_days={holdout_days} needs split='global' and a positive value")
+    rules = Rules(
+        window_days=window_days,
+        test_fraction=test_fraction,
+        min_user_interactions=min_user_interactions,
+        split=split,
+        holdout_days=holdout_days,
+        min_test_users=min_test_users,
+    )
+    snaps = check_arguments(snapshots, rules)
+    spark = spark or get_spark("dataset")
+    watch, rate = read_events(spark, snaps)
+    newest = newest_event(watch, rate)
+    start = window_start(newest, window_days)
+    watch, rate = apply_window(watch, start), apply_window(rate, start)
+    sessions, runtime_source = watch_sessions(spark, watch, runtimes)
+    table = interaction_table(sessions, latest_ratings(rate))
+    table = table.cache()  # read twice: the cutoff quantile, then the labels
+    labelled, cutoff = label(table, newest, rules)
+    labelled = labelled.cache()
+    out = Path(out) if out else default_out(newest, snaps, rules)
+    tmp = out.with_name(f".{out.name}.tmp")
+    write_parts(labelled, tmp, parallelism=max(1, spark.sparkContext.defaultParallelism))
+    counts, part_times = count_parts(labelled)
+    evaluation = evaluation_plan(table, split, counts["test_users"], min_test_users)
+    labelled.unpersist()
+    table.unpersist()
+    times = {"newest": newest, "start": start, "cutoff": cutoff, **part_times}
+    manifest = manifest_for(
+        out, snaps, rules, times=times, counts=counts, evaluation=evaluation, source=runtime_source
+    )
+    move_into_place(tmp, out, manifest)
+    log.info("dataset %s: %s", out, counts)
+    return out
+
+
+def check_arguments(snapshots: Sequence[str | Path], rules: Rules) -> list[Path]:
+    """The snapshot directories, after a clear error for any argument that cannot work."""
+    if not 0 < rules.test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {rules.test_fraction}")
+    if rules.split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, not {rules.split!r}")
+    holdout = rules.holdout_days
+    if holdout is not None and (rules.split != "global" or float(holdout) <= 0):
+        raise ValueError(f"holdout_days={holdout} needs split='global' and a positive value")
     snaps = [Path(s) for s in snapshots]
     if not snaps:
         raise ValueError("no snapshots given: nothing to build a dataset from")
     for s in snaps:
         if not s.is_dir():
             raise ValueError(f"snapshot directory {s} does not exist")
-    spark = spark or get_spark("dataset")
+    return snaps
 
+
+def read_events(spark, snaps: Sequence[Path]):
+    """(watch, rate) event frames over the snapshots; either is None when no snapshot has it."""
     watch = read_table(spark, snaps, "watch", [TIME_COL, USER_COL, ITEM_COL, MINUTE_COL])
     rate = read_table(spark, snaps, "rate", [TIME_COL, USER_COL, ITEM_COL, RATING_COL])
     if watch is None and rate is None:
         raise ValueError(f"none of {len(snaps)} snapshots has a watch or rate table")
+    return watch, rate
+
+
+def newest_event(watch, rate) -> datetime:
+    """The newest event time of the input: where windows and holdouts are measured from."""
+    from pyspark.sql import functions as F
+
     times = [t.agg(F.max(TIME_COL)).first()[0] for t in (watch, rate) if t is not None]
     times = [t for t in times if t is not None]
     if not times:
         raise ValueError("the snapshots hold no events")
-    newest = max(times)
-    start = None
-    if window_days is not None:
-        start = newest - pd.Timedelta(days=float(window_days)).to_pytimedelta()
-        watch = watch.where(F.col(TIME_COL) >= F.lit(start)) if watch is not None else None
-        rate = rate.where(F.col(TIME_COL) >= F.lit(start)) if rate is not None else None
+    return max(times)
 
+
+def window_start(newest: datetime, window_days: float | None) -> datetime | None:
+    """First event time inside the window (None: all history)."""
+    if window_days is None:
+        return None
+    return newest - pd.Timedelta(days=float(window_days)).to_pytimedelta()
+
+
+def apply_window(events, start: datetime | None):
+    """The events at or after `start` (all of them without a start; None stays None)."""
+    from pyspark.sql import functions as F
+
+    if events is None or start is None:
+        return events
+    return events.where(F.col(TIME_COL) >= F.lit(start))
+
+
+def movie_runtimes(spark, watch, runtimes: pd.DataFrame | None):
+    """(movie_id, rt) of every watched movie, and the rule in words: the catalogue's runtime
+    when given, else the largest minute anyone watched + 1."""
+    from pyspark.sql import functions as F
+
+    lengths = watch.groupBy(ITEM_COL).agg((F.max(MINUTE_COL) + 1).alias("seen_runtime"))
+    source = "max minute seen + 1"
+    if runtimes is not None and len(runtimes):
+        catalog = spark.createDataFrame(
+            runtimes[[ITEM_COL, "runtime"]].astype({ITEM_COL: str, "runtime": float})
+        )
+        lengths = lengths.join(catalog, ITEM_COL, "left")
+        source = "catalogue runtime, else max minute seen + 1"
+    else:
+        lengths = lengths.withColumn("runtime", F.lit(None).cast("double"))
+    runtime = F.coalesce(F.col("runtime"), F.col("seen_runtime").cast("double"))
+    return lengths.select(ITEM_COL, runtime.alias("rt")), source
+
+
+def watch_sessions(spark, watch, runtimes: pd.DataFrame | None):
+    """(per (user, movie): minutes_watched, fraction_watched, w_first, w_last; the runtime
+    rule in words). (None, "none …") without watch events."""
+    from pyspark.sql import functions as F
+
+    if watch is None:
+        return None, "none (no watch events)"
+    lengths, source = movie_runtimes(spark, watch, runtimes)
+    sessions = watch.groupBy(USER_COL, ITEM_COL).agg(
+        F.countDistinct(MINUTE_COL).alias("minutes_watched"),
+        F.min(TIME_COL).alias("w_first"),
+        F.max(TIME_COL).alias("w_last"),
+    )
+    sessions = sessions.join(lengths, ITEM_COL, "left")
+    fraction = F.least(F.col("minutes_watched") / F.col("rt"), F.lit(1.0))
+    return sessions.withColumn("fraction_watched", fraction).drop("rt"), source
+
+
+def latest_ratings(rate):
+    """Per (user, movie): the latest rating, r_first, r_last (None without rate events)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    if rate is None:
+        return None
+    latest = Window.partitionBy(USER_COL, ITEM_COL).orderBy(F.col(TIME_COL).desc())
+    return (
+        rate.withColumn("_n", F.row_number().over(latest))
+        .groupBy(USER_COL, ITEM_COL)
+        .agg(
+            F.max(F.when(F.col("_n") == 1, F.col(RATING_COL))).cast("double").alias(RATING_COL),
+            F.min(TIME_COL).alias("r_first"),
+            F.max(TIME_COL).alias("r_last"),
+        )
+    )
+
+
+def interaction_table(sessions, ratings):
+    """One row per (user, movie) with the columns of COLUMNS, from sessions and/or ratings."""
+    from pyspark.sql import functions as F
+
+    parts = [p for p in (sessions, ratings) if p is not None]
     keys = [USER_COL, ITEM_COL]
-    parts = []
-    runtime_source = "none (no watch events)"
-    if watch is not None:
-        sessions = watch.groupBy(*keys).agg(
-            F.countDistinct(MINUTE_COL).alias("minutes_watched"),
-            F.min(TIME_COL).alias("w_first"),
-            F.max(TIME_COL).alias("w_last"),
-        )
-        seen_len = watch.groupBy(ITEM_COL).agg((F.max(MINUTE_COL) + 1).alias("seen_runtime"))
-        runtime_source = "max minute seen + 1"
-        if runtimes is not None and len(runtimes):
-            catalog = spark.createDataFrame(
-                runtimes[[ITEM_COL, "runtime"]].astype({ITEM_COL: str, "runtime": float})
-            )
-            seen_len = seen_len.join(catalog, ITEM_COL, "left")
-            runtime_source = "catalogue runtime, else max minute seen + 1"
-        else:
-            seen_len = seen_len.withColumn("runtime", F.lit(None).cast("double"))
-        runtime = F.coalesce(F.col("runtime"), F.col("seen_runtime").cast("double"))
-        sessions = sessions.join(seen_len.select(ITEM_COL, runtime.alias("rt")), ITEM_COL, "left")
-        parts.append(
-            sessions.withColumn(
-                "fraction_watched", F.least(F.col("minutes_watched") / F.col("rt"), F.lit(1.0))
-            ).drop("rt")
-        )
-    if rate is not None:
-        latest = Window.partitionBy(*keys).orderBy(F.col(TIME_COL).desc())
-        ratings = (
-            rate.withColumn("_n", F.row_number().over(latest))
-            .groupBy(*keys)
-            .agg(
-                F.max(F.when(F.col("_n") == 1, F.col(RATING_COL))).cast("double").alias(RATING_COL),
-                F.min(TIME_COL).alias("r_first"),
-                F.max(TIME_COL).alias("r_last"),
-            )
-        )
-        parts.append(ratings)
     joined = parts[0] if len(parts) == 1 else parts[0].join(parts[1], keys, "full_outer")
-    for name, kind in [
-        ("minutes_watched", "bigint"),
-        ("fraction_watched", "double"),
-        (RATING_COL, "double"),
-        ("w_first", "timestamp"),
-        ("w_last", "timestamp"),
-        ("r_first", "timestamp"),
-        ("r_last", "timestamp"),
-    ]:
+    for name, kind in FEATURE_TYPES:
         if name not in joined.columns:
             joined = joined.withColumn(name, F.lit(None).cast(kind))
-    interactions = joined.select(
+    return joined.select(
         F.col(USER_COL).cast("long").alias(USER_COL),
         F.col(ITEM_COL).cast("string").alias(ITEM_COL),
         F.col(RATING_COL),
@@ -282,103 +404,124 @@ def build_dataset(
         F.least("w_first", "r_first").alias("first_time"),
         F.greatest("w_last", "r_last").alias(TIME_COL),
     )
-    interactions = interactions.cache()  # read twice: the cutoff quantile, then the labels
-    cutoff = None
-    if split == "global":
-        labelled, cutoff = label_global(interactions, newest, test_fraction, holdout_days)
-    else:
-        labelled = label_per_user(interactions, test_fraction, min_user_interactions)
-    labelled = labelled.cache()
 
-    params = {
-        "window_days": window_days,
-        "test_fraction": test_fraction,
-        "min_user_interactions": min_user_interactions,
-    }
-    if split != "per_user":  # keeps the ids of datasets built with the older rule unchanged
-        params.update(split=split, holdout_days=holdout_days, min_test_users=min_test_users)
-    out = (
-        Path(out)
-        if out
-        else settings.load().lake_dir / "datasets" / dataset_id(newest, snaps, params)
-    )
-    tmp = out.with_name(f".{out.name}.tmp")
+
+def label(interactions, newest: datetime, rules: Rules):
+    """(interactions with `_part` by the rules' split, the global cutoff T or None)."""
+    if rules.split == "global":
+        return label_global(interactions, newest, rules.test_fraction, rules.holdout_days)
+    return label_per_user(interactions, rules.test_fraction, rules.min_user_interactions), None
+
+
+def default_out(newest: datetime, snaps: Sequence[Path], rules: Rules) -> Path:
+    """settings.lake_dir/datasets/<dataset_id>."""
+    return settings.load().lake_dir / "datasets" / dataset_id(newest, snaps, rules.id_params())
+
+
+def write_parts(labelled, tmp: Path, parallelism: int) -> None:
+    """train/, test/ and test_cold/ (with its `cold` column) as Parquet under `tmp`, afresh."""
+    from pyspark.sql import functions as F
+
     shutil.rmtree(tmp, ignore_errors=True)
-    parallelism = max(1, spark.sparkContext.defaultParallelism)
-    for name, part in (("train", "train"), ("test", "test")):
+    for part in ("train", "test"):
         rows = labelled.where(F.col("_part") == part).select(*COLUMNS)
-        rows.coalesce(parallelism).write.parquet(str(tmp / name))
+        rows.coalesce(parallelism).write.parquet(str(tmp / part))
     cold = labelled.where(F.col("_part").startswith("cold_"))
     cold = cold.select(*COLUMNS, F.substring("_part", 6, 10).alias(COLD_COL))
     cold.coalesce(1).write.parquet(str(tmp / "test_cold"))
-    counts_row = labelled.agg(
+
+
+def count_parts(labelled) -> tuple[dict[str, int], dict[str, datetime | None]]:
+    """(the manifest's counts, the times it reports: oldest, train_newest, test_oldest)."""
+    from pyspark.sql import functions as F
+
+    part = F.col("_part")
+    row = labelled.agg(
         F.count("*").alias("interactions"),
-        F.sum((F.col("_part") == "test").cast("int")).alias("test"),
-        F.sum((F.col("_part") == "train").cast("int")).alias("train"),
-        F.sum((F.col("_part") == "cold_user").cast("int")).alias("test_cold_user"),
-        F.sum((F.col("_part") == "cold_item").cast("int")).alias("test_cold_item"),
+        F.sum((part == "test").cast("int")).alias("test"),
+        F.sum((part == "train").cast("int")).alias("train"),
+        F.sum((part == "cold_user").cast("int")).alias("test_cold_user"),
+        F.sum((part == "cold_item").cast("int")).alias("test_cold_item"),
         F.countDistinct(USER_COL).alias("users"),
         F.countDistinct(ITEM_COL).alias("movies"),
-        F.countDistinct(F.when(F.col("_part") == "test", F.col(USER_COL))).alias("test_users"),
-        F.max(F.when(F.col("_part") == "train", F.col(TIME_COL))).alias("train_newest"),
-        F.min(F.when(F.col("_part") == "test", F.col(TIME_COL))).alias("test_oldest"),
+        F.countDistinct(F.when(part == "test", F.col(USER_COL))).alias("test_users"),
+        F.max(F.when(part == "train", F.col(TIME_COL))).alias("train_newest"),
+        F.min(F.when(part == "test", F.col(TIME_COL))).alias("test_oldest"),
         F.sum(F.col(RATING_COL).isNotNull().cast("int")).alias("rated"),
         F.min(TIME_COL).alias("oldest"),
     ).first()
-    counts = {
-        k: int(counts_row[k] or 0)
-        for k in (
-            "interactions",
-            "train",
-            "test",
-            "test_cold_user",
-            "test_cold_item",
-            "users",
-            "movies",
-            "test_users",
-            "rated",
-        )
-    }
-    evaluation = evaluation_plan(interactions, split, counts["test_users"], min_test_users)
-    labelled.unpersist()
-    interactions.unpersist()
-    manifest = {
+    counts = {k: int(row[k] or 0) for k in COUNTS}
+    return counts, {k: row[k] for k in ("oldest", "train_newest", "test_oldest")}
+
+
+def manifest_for(
+    out: Path,
+    snaps: Sequence[Path],
+    rules: Rules,
+    *,
+    times: dict[str, datetime | None],
+    counts: dict[str, int],
+    evaluation: dict[str, Any],
+    source: str,
+) -> dict[str, Any]:
+    """manifest.json of the dataset at `out`: inputs, window, split, evaluation, counts.
+
+    `times`: newest (event), start (of the window), cutoff, oldest, train_newest, test_oldest;
+    `source`: the runtime rule in words.
+    """
+    return {
         "dataset_id": out.name,
         "snapshots": [snapshot_info(s) for s in snaps],
         "window": {
-            "days": window_days,
-            "start": start.isoformat() if start is not None else None,
-            "newest_event": newest.isoformat(),
-            "oldest_interaction": counts_row["oldest"].isoformat()
-            if counts_row["oldest"]
-            else None,
+            "days": rules.window_days,
+            "start": iso(times["start"]),
+            "newest_event": iso(times["newest"]),
+            "oldest_interaction": iso(times["oldest"]),
             "measured_from": "newest event in the input, not the wall clock",
         },
         "split": {
-            "window_days": window_days,
-            "test_fraction": test_fraction,
-            "min_user_interactions": min_user_interactions,
-            "kind": split,
-            "holdout_days": holdout_days,
-            "cutoff": cutoff.isoformat() if cutoff is not None else None,
-            "train_newest": iso(counts_row["train_newest"]),
-            "test_oldest": iso(counts_row["test_oldest"]),
-            "rule": split_rule(test_fraction, min_user_interactions, split, holdout_days),
+            "window_days": rules.window_days,
+            "test_fraction": rules.test_fraction,
+            "min_user_interactions": rules.min_user_interactions,
+            "kind": rules.split,
+            "holdout_days": rules.holdout_days,
+            "cutoff": iso(times["cutoff"]),
+            "train_newest": iso(times["train_newest"]),
+            "test_oldest": iso(times["test_oldest"]),
+            "rule": split_rule(
+                rules.test_fraction, rules.min_user_interactions, rules.split, rules.holdout_days
+            ),
         },
         "evaluation": evaluation,
         "strength": "fraction_watched + rating / 5",
-        "runtime_source": runtime_source,
+        "runtime_source": source,
         "counts": counts,
         "columns": COLUMNS,
         "built_at": datetime.now(UTC).isoformat(),
     }
+
+
+def move_into_place(tmp: Path, out: Path, manifest: dict[str, Any]) -> None:
+    """Write the manifest last into `tmp`, then replace `out` with it by a rename."""
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     if out.exists():
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp.rename(out)
-    log.info("dataset %s: %s", out, counts)
-    return out
+
+
+def build_from_lake(
+    window_days: float | None = DEFAULT_WINDOW_DAYS,
+    with_catalog: bool = True,
+    snapshots: Sequence[str | Path] | None = None,
+    **options: Any,
+) -> Path:
+    """The dataset the DAG and the CLI build: the accepted lake snapshots (unless `snapshots`
+    are given) with the catalogue's runtimes (unless `with_catalog` is False); `options` are
+    build_dataset's other keywords."""
+    chosen = snapshots or default_snapshots()
+    runtimes = catalog_runtimes() if with_catalog else None
+    return build_dataset(chosen, window_days=window_days, runtimes=runtimes, **options)
 
 
 def iso(value: datetime | None) -> str | None:
@@ -531,58 +674,6 @@ def load_cold(dataset_path: str | Path) -> pd.DataFrame:
     return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
 
 
-def movietweetings_rating(rating_0_10: np.ndarray | pd.Series) -> np.ndarray:
-    """Map MovieTweetings' 0..10 ratings to our 1..5 stars: ceil(r / 2), with 0 -> 1.
-
-    0, 1, 2 -> 1; 3, 4 -> 2; 5, 6 -> 3; 7, 8 -> 4; 9, 10 -> 5. Values outside 0..10 are an error.
-    """
-    r = np.asarray(rating_0_10, dtype=np.int64)
-    bad = (r < 0) | (r > 10)
-    if bad.any():
-        raise ValueError(
-            f"{int(bad.sum())} MovieTweetings ratings outside 0..10, e.g. {r[bad][:3]}"
-        )
-    return np.maximum(1, np.ceil(r / 2.0)).astype(np.int8)
-
-
-def movietweetings_snapshot(ratings_dat: str | Path, out: str | Path) -> Path:
-    """Write MovieTweetings ratings.dat as a lake-shaped snapshot (a `rate` table) under `out`.
-
-    ratings.dat lines are `user::imdb_id::rating_0_10::unix_time`; movie IDs keep the IMDb
-    number as text. Used by tests and benchmarks when the simulator's Kafka import is not needed.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    raw = pd.read_csv(
-        ratings_dat,
-        sep="::",
-        engine="python",
-        header=None,
-        names=[USER_COL, ITEM_COL, "r10", "ts"],
-        dtype={ITEM_COL: str},
-    )
-    event_time = pd.to_datetime(raw["ts"], unit="s").astype("datetime64[us]")  # Spark-readable
-    frame = pd.DataFrame(
-        {
-            TIME_COL: event_time,
-            USER_COL: raw[USER_COL].astype(np.int64),
-            ITEM_COL: raw[ITEM_COL].astype(str),
-            RATING_COL: movietweetings_rating(raw["r10"]),
-            DATE_COL: event_time.dt.strftime("%Y-%m-%d"),
-        }
-    )
-    out = Path(out)
-    shutil.rmtree(out / "rate", ignore_errors=True)
-    pq.write_to_dataset(
-        pa.Table.from_pandas(frame, preserve_index=False), out / "rate", partition_cols=[DATE_COL]
-    )
-    (out / "manifest.json").write_text(
-        json.dumps({"snapshot_id": out.name, "source": str(ratings_dat), "rows": len(frame)})
-    )
-    return out
-
-
 def default_snapshots() -> list[Path]:
     """Accepted snapshots from the lake (jobs.ingest.lake), as directories."""
     try:
@@ -594,7 +685,8 @@ def default_snapshots() -> list[Path]:
     return [Path(getattr(s, "path", s)) for s in lake.accepted_snapshots()]
 
 
-def main(argv: Sequence[str] | None = None) -> Path:
+def arg_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m jobs.train.dataset`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="dataset directory to write")
     parser.add_argument(
@@ -618,16 +710,20 @@ def main(argv: Sequence[str] | None = None) -> Path:
     )
     parser.add_argument("--min-test-users", type=int, default=DEFAULT_MIN_TEST_USERS)
     parser.add_argument("--no-catalog", action="store_true", help="skip catalogue runtimes")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    """Build a dataset as the DAG does (build_from_lake), with the options given; print its path."""
+    args = arg_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    snapshots = args.snapshot or default_snapshots()
-    path = build_dataset(
-        snapshots,
-        out=args.out,
+    path = build_from_lake(
         window_days=args.window_days or None,
+        with_catalog=not args.no_catalog,
+        snapshots=args.snapshot,
+        out=args.out,
         test_fraction=args.test_fraction,
         min_user_interactions=args.min_user_interactions,
-        runtimes=None if args.no_catalog else catalog_runtimes(),
         split=args.split,
         holdout_days=args.holdout_days,
         min_test_users=args.min_test_users,

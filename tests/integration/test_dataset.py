@@ -12,6 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs.train import dataset
+from simulator.importers import to_stars
+from tests.support import movietweetings
 
 pytestmark = pytest.mark.integration
 
@@ -233,8 +235,9 @@ def test_bad_input_is_a_clear_error(tmp_path, spark):
 
 
 @pytest.mark.unit
-def test_movietweetings_rating_mapping():
-    got = dataset.movietweetings_rating(np.arange(11))
+def test_movietweetings_stars_are_the_importers_mapping():
+    got = movietweetings.stars(np.arange(11))
     assert got.tolist() == [1, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    assert got.tolist() == to_stars(np.arange(11), 10).tolist()
     with pytest.raises(ValueError, match="outside 0..10"):
-        dataset.movietweetings_rating([3, 11])
+        movietweetings.stars([3, 11])

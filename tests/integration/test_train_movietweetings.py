@@ -1,10 +1,11 @@
 """Real data: the MovieTweetings 100k sample through our dataset job and models.
 
 Skips when the read-only sample is absent. Builds the interactions from ratings.dat (0..10
-mapped to 1..5 by jobs.train.dataset.movietweetings_rating) as a lake snapshot, then the dataset job
-with its default GLOBAL temporal split (docs/models.md). What the issue requires, on that split:
-Surprise SVD through our pipeline within 0.01 RMSE of Surprise run directly, and the best
-family above the pipeline's 30-day popularity on NDCG@20 on the same test set. Measured:
+mapped to 1..5 by simulator.importers.to_stars) as a lake snapshot (tests.support.movietweetings),
+then the dataset job with its default GLOBAL temporal split (docs/models.md). What the issue
+requires, on that split: Surprise SVD through our pipeline within 0.01 RMSE of Surprise run
+directly, and the best family above the pipeline's 30-day popularity on NDCG@20 on the same
+test set. Measured:
 popularity 30 d 0.129, popularity with its window tuned on validation (7 d) 0.162, item_knn
 0.094, svd_surprise 0.007, hybrid 0.136 (docs/models.md).
 """
@@ -19,6 +20,7 @@ import pytest
 from benchmarks.bench_models import SAMPLE, surprise_direct_rmse
 from jobs.train import dataset, evaluate
 from jobs.train.train import fit_timed
+from tests.support import movietweetings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -30,7 +32,7 @@ def split(spark, tmp_path_factory):
     if not SAMPLE.exists():
         pytest.skip(f"MovieTweetings sample not found at {SAMPLE} (read-only shared data)")
     root = Path(tmp_path_factory.mktemp("mt"))
-    snap = dataset.movietweetings_snapshot(SAMPLE, root / "snap")
+    snap = movietweetings.rate_snapshot(SAMPLE, root / "snap")
     path = dataset.build_dataset([snap], root / "ds", window_days=None, spark=spark)
     assert dataset.read_manifest(path)["split"]["kind"] == "global"
     return dataset.load_split(path)
