@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -405,6 +405,15 @@ def _python_columns(table: str, rows: list[dict]) -> dict[str, pa.Array]:
     }
 
 
+@dataclass
+class _Rejects:
+    """Rejected lines of a batch: positions in the batch, reason codes, details."""
+
+    index: list[int] = field(default_factory=list)
+    reason: list[str] = field(default_factory=list)
+    detail: list[str] = field(default_factory=list)
+
+
 def parse_batch(
     values: Sequence[bytes | None],
     partitions: np.ndarray,
@@ -416,69 +425,85 @@ def parse_batch(
     `partitions`/`offsets` give each value's Kafka position; `seen` carries the duplicate
     check across the batches of one snapshot (None: duplicates are not checked).
     """
-    n = len(values)
-    partitions = np.asarray(partitions, dtype=np.int32)
-    offsets = np.asarray(offsets, dtype=np.int64)
     raw_values = [b"" if v is None else v for v in values]
     binary = pa.array(raw_values, pa.binary())
     fast = _fast_parse(binary)
+    rejects = _Rejects()
+    slow_rows, slow_index = _slow_path(values, fast.accepted, rejects)
+    tables = {t: _merged_columns(t, fast, slow_rows[t], slow_index[t]) for t in TABLES}
+    if seen is not None:
+        _drop_duplicates(tables, raw_values, seen, rejects)
+    out = _assemble(
+        tables, rejects, np.asarray(partitions, np.int32), np.asarray(offsets, np.int64), binary
+    )
+    written = sum(len(t) for t in out.values())
+    if written != len(values):
+        raise AssertionError(
+            f"parse_batch lost lines: read {len(values)}, wrote {written} rows + rejects"
+        )
+    return out
 
+
+def _slow_path(values, accepted: np.ndarray, rejects: _Rejects):
+    """The lines the fast path did not accept, through parse_line: rows per table, or rejects."""
     slow_rows: dict[str, list[dict]] = {t: [] for t in TABLES}
     slow_index: dict[str, list[int]] = {t: [] for t in TABLES}
-    rej_index: list[int] = []
-    rej_reason: list[str] = []
-    rej_detail: list[str] = []
-    for i in np.flatnonzero(~fast.accepted).tolist():
+    for i in np.flatnonzero(~accepted).tolist():
         result = parse_line(values[i])
         if isinstance(result, Row):
             slow_rows[result.table].append(result.fields)
             slow_index[result.table].append(i)
         else:
-            rej_index.append(i)
-            rej_reason.append(result.reason)
-            rej_detail.append(result.detail)
+            rejects.index.append(i)
+            rejects.reason.append(result.reason)
+            rejects.detail.append(result.detail)
+    return slow_rows, slow_index
 
-    tables: dict[str, tuple[np.ndarray, dict[str, pa.Array]]] = {}
+
+def _merged_columns(table: str, fast, slow_rows: list[dict], slow_index: list[int]):
+    """(batch positions, columns) of one table: fast and slow rows together, in batch order."""
+    idx = fast.index.get(table, np.zeros(0, np.int64))
+    cols = fast.columns.get(table)
+    if slow_index:
+        extra = _python_columns(table, slow_rows)
+        cols = extra if cols is None else {k: pa.concat_arrays([cols[k], extra[k]]) for k in extra}
+        idx = np.concatenate([idx, np.asarray(slow_index, dtype=np.int64)])
+    if cols is None:
+        cols = {
+            f.name: pa.array([], f.type)
+            for f in SCHEMAS[table]
+            if f.name not in (PARTITION_COL, OFFSET_COL)
+        }
+    order = np.argsort(idx, kind="stable")
+    if not np.array_equal(order, np.arange(len(idx))):
+        take = pa.array(order)
+        cols = {k: v.take(take) for k, v in cols.items()}
+        idx = idx[order]
+    return idx, cols
+
+
+def _drop_duplicates(tables: dict, raw_values: list[bytes], seen: SeenLines, rejects: _Rejects):
+    """Move lines already seen in this snapshot from their table to the rejects (in place)."""
+    all_rows = np.sort(np.concatenate([tables[t][0] for t in TABLES]))
+    hashes = np.fromiter((hash(raw_values[i]) for i in all_rows.tolist()), np.int64, len(all_rows))
+    dup = all_rows[seen.check_and_add(hashes)]
+    if not len(dup):
+        return
     for table in TABLES:
-        idx = fast.index.get(table, np.zeros(0, np.int64))
-        cols = fast.columns.get(table)
-        if slow_index[table]:
-            extra = _python_columns(table, slow_rows[table])
-            if cols is None:
-                cols = extra
-            else:
-                cols = {k: pa.concat_arrays([cols[k], extra[k]]) for k in extra}
-            idx = np.concatenate([idx, np.asarray(slow_index[table], dtype=np.int64)])
-        if cols is None:
-            cols = {
-                f.name: pa.array([], f.type)
-                for f in SCHEMAS[table]
-                if f.name not in (PARTITION_COL, OFFSET_COL)
-            }
-        order = np.argsort(idx, kind="stable")
-        if not np.array_equal(order, np.arange(len(idx))):
-            take = pa.array(order)
-            cols = {k: v.take(take) for k, v in cols.items()}
-            idx = idx[order]
-        tables[table] = (idx, cols)
+        idx, cols = tables[table]
+        keep = ~np.isin(idx, dup)
+        if not keep.all():
+            mask = pa.array(keep)
+            tables[table] = (idx[keep], {k: v.filter(mask) for k, v in cols.items()})
+    rejects.index.extend(dup.tolist())
+    rejects.reason.extend(["duplicate"] * len(dup))
+    rejects.detail.extend(["same line already seen in this snapshot"] * len(dup))
 
-    if seen is not None:
-        all_rows = np.sort(np.concatenate([tables[t][0] for t in TABLES]))
-        hashes = np.fromiter(
-            (hash(raw_values[i]) for i in all_rows.tolist()), np.int64, len(all_rows)
-        )
-        dup = all_rows[seen.check_and_add(hashes)]
-        if len(dup):
-            for table in TABLES:
-                idx, cols = tables[table]
-                keep = ~np.isin(idx, dup)
-                if not keep.all():
-                    mask = pa.array(keep)
-                    tables[table] = (idx[keep], {k: v.filter(mask) for k, v in cols.items()})
-            rej_index.extend(dup.tolist())
-            rej_reason.extend(["duplicate"] * len(dup))
-            rej_detail.extend(["same line already seen in this snapshot"] * len(dup))
 
+def _assemble(
+    tables: dict, rejects: _Rejects, partitions: np.ndarray, offsets: np.ndarray, binary
+) -> dict[str, pa.Table]:
+    """The four Arrow tables with their Kafka positions; rejects in batch order."""
     out: dict[str, pa.Table] = {}
     for table in TABLES:
         idx, cols = tables[table]
@@ -488,19 +513,16 @@ def parse_batch(
             OFFSET_COL: pa.array(offsets[idx], pa.int64()),
         }
         out[table] = pa.table(cols, schema=SCHEMAS[table])
-    order = np.argsort(np.asarray(rej_index, dtype=np.int64), kind="stable")
-    ridx = np.asarray(rej_index, dtype=np.int64)[order]
+    order = np.argsort(np.asarray(rejects.index, dtype=np.int64), kind="stable")
+    ridx = np.asarray(rejects.index, dtype=np.int64)[order]
     out["rejects"] = pa.table(
         {
             PARTITION_COL: pa.array(partitions[ridx], pa.int32()),
             OFFSET_COL: pa.array(offsets[ridx], pa.int64()),
             "raw": binary.take(pa.array(ridx, pa.int64())),
-            "reason": pa.array([rej_reason[j] for j in order.tolist()], pa.string()),
-            "detail": pa.array([rej_detail[j] for j in order.tolist()], pa.string()),
+            "reason": pa.array([rejects.reason[j] for j in order.tolist()], pa.string()),
+            "detail": pa.array([rejects.detail[j] for j in order.tolist()], pa.string()),
         },
         schema=REJECT_SCHEMA,
     )
-    written = sum(len(t) for t in out.values())
-    if written != n:
-        raise AssertionError(f"parse_batch lost lines: read {n}, wrote {written} rows + rejects")
     return out
