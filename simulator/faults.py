@@ -186,17 +186,7 @@ class LineFaults:
         due = self.delayed.pop(window, [])
         if not self.rates or n == 0:
             return self._with_delayed(keys, values, due, ledger)
-        taken = protected.copy()
-        chosen: dict[int, str] = {}
-        for kind, rate in self.rates.items():
-            count = int(rng.binomial(n, rate))
-            for i in rng.integers(0, n, count).tolist():
-                if taken[i]:
-                    continue
-                if kind in ("unknown_movie", "rating_out_of_range") and fields(i)["kind"] == "reco":
-                    continue
-                taken[i] = True
-                chosen[i] = kind
+        chosen = self._choose(n, fields, rng, protected)
         out_keys: list[str] = []
         out_values: list = []
         prev = 0
@@ -238,6 +228,23 @@ class LineFaults:
         out_keys.extend(keys[prev:])
         out_values.extend(values[prev:])
         return self._with_delayed(out_keys, out_values, due, ledger)
+
+    def _choose(
+        self, n: int, fields: Callable[[int], dict], rng: np.random.Generator, protected
+    ) -> dict[int, str]:
+        """Line index -> fault kind: a binomial count per kind, at most one fault per line."""
+        taken = protected.copy()
+        chosen: dict[int, str] = {}
+        for kind, rate in self.rates.items():
+            count = int(rng.binomial(n, rate))
+            for i in rng.integers(0, n, count).tolist():
+                if taken[i]:
+                    continue
+                if kind in ("unknown_movie", "rating_out_of_range") and fields(i)["kind"] == "reco":
+                    continue
+                taken[i] = True
+                chosen[i] = kind
+        return chosen
 
     @staticmethod
     def _with_delayed(keys: list[str], values: list, due: list, ledger: Ledger):

@@ -127,3 +127,25 @@ def test_shared_names_are_defined_once():
                 if isinstance(target, ast.Name) and target.id in shared:
                     redefined.append(f"{path.relative_to(REPO)}:{node.lineno} {target.id}")
     assert redefined == []
+
+
+LONGEST_FUNCTION = 65  # "about 60 lines": a function that needs more is doing several things
+
+
+def test_no_production_function_is_long():
+    long = []
+    for path in production_files():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > LONGEST_FUNCTION:
+                    long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({lines})")
+    assert long == []
+
+
+def test_the_environment_checker_sees_reads(tmp_path):
+    code = tmp_path / "x.py"
+    code.write_text(
+        'import os\na = os.environ.get("A")\nb = os.environ["B"]\nc = os.getenv(NAME)\n'
+    )
+    assert env_reads(code) == {"A", "B", "NAME"}
