@@ -270,7 +270,7 @@ def publish_scores(scored_path: str, model_version: str, database_url: str | Non
     """COPY -> audit -> pointer switch, then mark the model production; the reco version."""
     import pyarrow.parquet as pq
 
-    from jobs.publish import publish, score
+    from jobs.publish import publish
     from jobs.train import registry
 
     reco_version = reco_version_for(model_version)
@@ -287,7 +287,7 @@ def publish_scores(scored_path: str, model_version: str, database_url: str | Non
         publish.publish(reco_version, url=database_url)
     else:
         catalog = sorted(_catalog(model_version, database_url))
-        score.load_and_publish(
+        publish.load_and_publish(
             scored_path, reco_version, model_version, n_users, catalog, url=database_url
         )
     registry.set_status(model_version, "production", f"published as {reco_version}", database_url)

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import psycopg2
 
-from contracts import settings as settings_mod
-from jobs.publish.publish import ATTACHED, check_version
+from contracts.db import connect
+from jobs.publish.publish import ATTACHED, check_version, query
 
 _VARIANT = re.compile(r"([A-Za-z0-9_-]{1,32})=([^:]+):([0-9.]+)", re.ASCII)
 SHARE_TOLERANCE = 1e-6
@@ -62,10 +62,6 @@ def validate(variants: list[VariantSpec]) -> None:
         raise ValueError(f"variant shares sum to {total:g}, not 1")
 
 
-def _connect(url: str | None):
-    return psycopg2.connect(url or settings_mod.load().database_url)
-
-
 def start(
     name: str,
     variants: list[VariantSpec],
@@ -76,35 +72,29 @@ def start(
     """Create and activate experiment `name` (one transaction); return its salt."""
     validate(variants)
     salt = salt or secrets.token_hex(8)
-    conn = _connect(url)
+    conn = connect(url)
     try:
         with conn.cursor() as cur:
-            cur.execute("LOCK TABLE experiments IN SHARE ROW EXCLUSIVE MODE")
-            cur.execute("SELECT experiment_id FROM experiments WHERE active")
+            cur.execute(query("experiments", "lock"))
+            cur.execute(query("experiments", "active"))
             active = cur.fetchone()
             if active and not replace:
                 raise ExperimentError(f"experiment {active[0]} is active; stop it first")
-            cur.execute("SELECT 1 FROM experiments WHERE experiment_id = %s", (name,))
+            cur.execute(query("experiments", "exists"), (name,))
             if cur.fetchone():
                 raise ExperimentError(f"an experiment named {name} already exists")
             for v in variants:
-                cur.execute(
-                    "SELECT status FROM reco_versions WHERE reco_version = %s", (v.reco_version,)
-                )
+                cur.execute(query("experiments", "version_status"), (v.reco_version,))
                 row = cur.fetchone()
                 if row is None or row[0] not in ATTACHED:
                     state = row[0] if row else "unknown"
                     raise ExperimentError(
                         f"variant {v.variant}: {v.reco_version} is {state}, not audited"
                     )
-            cur.execute("UPDATE experiments SET active = false, ended_at = now() WHERE active")
-            cur.execute(
-                "INSERT INTO experiments (experiment_id, salt, active) VALUES (%s, %s, true)",
-                (name, salt),
-            )
+            cur.execute(query("experiments", "end_active"))
+            cur.execute(query("experiments", "insert"), (name, salt))
             cur.executemany(
-                "INSERT INTO experiment_variants (experiment_id, variant, reco_version, share) "
-                "VALUES (%s, %s, %s, %s)",
+                query("experiments", "insert_variant"),
                 [(name, v.variant, v.reco_version, v.share) for v in variants],
             )
         conn.commit()
@@ -115,14 +105,10 @@ def start(
 
 def stop(name: str | None = None, url: str | None = None) -> str | None:
     """Deactivate the active experiment (only if it is `name`, when given); return its id."""
-    conn = _connect(url)
+    conn = connect(url)
     try:
         with conn.cursor() as cur:
-            cur.execute(
-                "UPDATE experiments SET active = false, ended_at = now() "
-                "WHERE active AND (%s::text IS NULL OR experiment_id = %s) RETURNING experiment_id",
-                (name, name),
-            )
+            cur.execute(query("experiments", "stop"), (name, name))
             row = cur.fetchone()
         conn.commit()
     finally:
@@ -132,15 +118,10 @@ def stop(name: str | None = None, url: str | None = None) -> str | None:
 
 def show(url: str | None = None) -> list[dict]:
     """The recent experiments with their variants, newest first."""
-    conn = _connect(url)
+    conn = connect(url)
     try:
         with conn.cursor() as cur:
-            cur.execute(
-                "SELECT e.experiment_id, e.active, e.salt, e.started_at, e.ended_at, "
-                "ev.variant, ev.reco_version, ev.share FROM experiments e "
-                "LEFT JOIN experiment_variants ev USING (experiment_id) "
-                "ORDER BY e.started_at DESC, e.experiment_id, ev.variant LIMIT 200"
-            )
+            cur.execute(query("experiments", "recent"))
             rows = cur.fetchall()
         conn.rollback()
     finally:

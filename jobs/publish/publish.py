@@ -6,6 +6,9 @@
    row count) and only then attaches it as a partition of `recommendations`.
 3. `publish` switches `serving_pointer` in one transaction, keeping the previous version for
    `rollback`. A crash anywhere before step 3 leaves what is served untouched.
+`load_and_publish` runs the three on a scored Parquet directory (jobs.publish.score).
+
+Every statement lives in `sql/publish/*.sql` and is loaded by name with `query`.
 
 `python -m jobs.publish.publish status | rollback [--popular] | publish VERSION |
 retire [--keep N]`.
@@ -14,6 +17,7 @@ retire [--keep N]`.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import operator
 import re
@@ -21,14 +25,14 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg2
 from psycopg2 import sql
 
-from contracts import settings as settings_mod
-from contracts.names import USER_COL
+from contracts.db import connect, read_sql
+from contracts.names import USER_COL, K
 
-K = 20
 ITEMS_COL = "items"
 MAX_USER_ID = 2**63 - 1
 COPY_CHUNK = 256 * 1024
@@ -36,6 +40,7 @@ ATTACHED = ("audited", "published")
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}", re.ASCII)
 # Characters that would break the served 'id,id,…' line or COPY's text format.
 _BAD_ID_CHARS = re.compile(r"[\t\n\r\\]|,,|^,|,$")
+_STATEMENT_NAME = re.compile(r"--\s*name:\s*([a-z_][a-z0-9_]*)\s*")
 
 
 class PublishError(RuntimeError):
@@ -64,11 +69,43 @@ class AuditReport:
     problems: list[str] = field(default_factory=list)
 
 
+# ---------------------------------------------------------------------------- statements
+@functools.cache
+def _statements(family: str) -> dict[str, str]:
+    """The named statements of sql/publish/<family>.sql (see `query`), read once per process."""
+    statements: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in read_sql(f"publish/{family}.sql").splitlines():
+        marker = _STATEMENT_NAME.fullmatch(line.strip())
+        if marker:
+            if marker[1] in statements:
+                raise ValueError(f"sql/publish/{family}.sql names {marker[1]!r} twice")
+            current = statements[marker[1]] = []
+        elif current is not None and not line.lstrip().startswith("--"):
+            current.append(line)
+    return {name: "\n".join(lines).strip() for name, lines in statements.items()}
+
+
+def query(family: str, name: str, **parts: sql.Composable) -> str | sql.Composed:
+    """Statement `name` of `sql/publish/<family>.sql`, with `parts` filled in.
+
+    Convention: one file per query family (versions, tables, audit, pointer, experiments);
+    in it, each statement starts at a line `-- name: <statement>` and runs to the next such
+    line; other whole-line `--` comments are dropped. Values are always `%s` / `%(key)s`
+    parameters passed to `execute`. Table, partition and constraint names (which cannot be
+    parameters) are `{key}` placeholders: pass them as `sql.Identifier`, and a value that
+    DDL needs inline (a partition bound, a column default) as `sql.Literal`; the result is
+    then a `sql.Composed`. Without `parts` the plain text is returned.
+    """
+    statements = _statements(family)
+    if name not in statements:
+        raise KeyError(f"no statement {name!r} in sql/publish/{family}.sql")
+    if not parts:
+        return statements[name]
+    return sql.SQL(statements[name]).format(**parts)
+
+
 # ---------------------------------------------------------------------------- helpers
-def _connect(url: str | None):
-    return psycopg2.connect(url or settings_mod.load().database_url)
-
-
 def check_version(reco_version: str) -> str:
     """`reco_version` if it is a usable version name, else ValueError saying why."""
     if not isinstance(reco_version, str) or not _VERSION.fullmatch(reco_version):
@@ -175,27 +212,21 @@ class _CopyStream:
         return out
 
 
-def _version_row(cur, reco_version: str, lock: bool = False):
-    cur.execute(
-        "SELECT status, table_name, model_version FROM reco_versions WHERE reco_version = %s"
-        + (" FOR UPDATE" if lock else ""),
-        (reco_version,),
-    )
+def _lock_version(cur, reco_version: str):
+    """(status, table_name, model_version) of a version, locked for this transaction; or None."""
+    cur.execute(query("versions", "lock"), (reco_version,))
     return cur.fetchone()
 
 
 def _mark(url: str | None, reco_version: str, status: str) -> None:
     """Record a version's status; best effort, so it never hides the error being handled."""
     try:
-        conn = _connect(url)
+        conn = connect(url)
     except psycopg2.Error:
         return
     try:
         with conn, conn.cursor() as cur:
-            cur.execute(
-                "UPDATE reco_versions SET status = %s WHERE reco_version = %s",
-                (status, reco_version),
-            )
+            cur.execute(query("versions", "set_status"), (status, reco_version))
     except psycopg2.Error:
         pass
     finally:
@@ -218,79 +249,66 @@ def load_recommendations(
     from tqdm import tqdm
 
     table = table_name(reco_version)
-    ident = sql.Identifier(table)
     if total is None and hasattr(rows, "__len__") and not isinstance(rows, Iterator):
         total = len(rows)
-    conn = _connect(url)
+    conn = connect(url)
     try:
-        with conn.cursor() as cur:
-            existing = _version_row(cur, reco_version, lock=True)
-            if existing and existing[0] not in ("loaded", "failed"):
-                raise PublishError(
-                    f"{reco_version} is already {existing[0]}; load a new version instead"
-                )
-            cur.execute(
-                "INSERT INTO reco_versions (reco_version, model_version, table_name, n_users, "
-                "status) VALUES (%s, %s, %s, 0, 'loaded') ON CONFLICT (reco_version) DO UPDATE "
-                "SET model_version = EXCLUDED.model_version, table_name = EXCLUDED.table_name, "
-                "n_users = 0, status = 'loaded', created_at = now()",
-                (reco_version, model_version, table),
-            )
-        conn.commit()
+        _register_load(conn, reco_version, model_version, table)
         stream = None
         try:
-            with (
-                conn.cursor() as cur,
-                tqdm(
-                    total=total, unit="users", desc=f"COPY {reco_version}", disable=None
-                ) as progress,
-            ):
-                cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (table,))
-                cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
-                cur.execute(
-                    sql.SQL(
-                        "CREATE TABLE {} (reco_version text NOT NULL DEFAULT {}, "
-                        "user_id bigint NOT NULL, items text NOT NULL)"
-                    ).format(ident, sql.Literal(reco_version))
-                )
-                stream = _CopyStream(iter_rows(rows), progress)
-                cur.copy_expert(
-                    sql.SQL("COPY {} (user_id, items) FROM STDIN").format(ident).as_string(cur),
-                    stream,
-                    size=COPY_CHUNK,
-                )
-                if stream.count == 0:
-                    raise PublishError(f"{reco_version}: no rows to load")
-                cur.execute(
-                    sql.SQL(
-                        "ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY (reco_version, user_id), "
-                        "ADD CONSTRAINT {} CHECK (reco_version = {})"
-                    ).format(
-                        ident,
-                        sql.Identifier(f"{table}_pkey"),
-                        sql.Identifier(f"{table}_version"),
-                        sql.Literal(reco_version),
-                    )
-                )
-                cur.execute(sql.SQL("ANALYZE {}").format(ident))
-                cur.execute(
-                    "UPDATE reco_versions SET n_users = %s WHERE reco_version = %s",
-                    (stream.count, reco_version),
-                )
+            with tqdm(total=total, unit="users", desc=f"COPY {reco_version}", disable=None) as bar:
+                stream = _CopyStream(iter_rows(rows), bar)
+                _write_table(conn, stream, reco_version, table)
             conn.commit()
-        except psycopg2.errors.UniqueViolation as exc:
-            conn.rollback()
-            _mark(url, reco_version, "failed")
-            raise PublishError(f"{reco_version}: a user appears more than once") from exc
         except BaseException as exc:
             conn.rollback()
             _mark(url, reco_version, "failed")
+            if isinstance(exc, psycopg2.errors.UniqueViolation):
+                raise PublishError(f"{reco_version}: a user appears more than once") from exc
             if stream is not None and stream.error is not None and stream.error is not exc:
                 raise stream.error from None  # the rows' own error, not COPY's wrapper
             raise
     finally:
         conn.close()
     return table
+
+
+def _register_load(conn, reco_version: str, model_version: str, table: str) -> None:
+    """Record the version as 'loaded' (committed), unless it is already audited or served."""
+    with conn.cursor() as cur:
+        existing = _lock_version(cur, reco_version)
+        if existing and existing[0] not in ("loaded", "failed"):
+            raise PublishError(
+                f"{reco_version} is already {existing[0]}; load a new version instead"
+            )
+        cur.execute(query("versions", "register_load"), (reco_version, model_version, table))
+    conn.commit()
+
+
+def _write_table(conn, stream: _CopyStream, reco_version: str, table: str) -> None:
+    """(Re)create the version's table, COPY the stream in, add its key and partition check."""
+    ident = sql.Identifier(table)
+    version = sql.Literal(reco_version)
+    with conn.cursor() as cur:
+        cur.execute(query("tables", "lock_name"), (table,))
+        cur.execute(query("tables", "drop", table=ident))
+        cur.execute(query("tables", "create", table=ident, version=version))
+        copy = query("tables", "copy", table=ident).as_string(cur)
+        cur.copy_expert(copy, stream, size=COPY_CHUNK)
+        if stream.count == 0:
+            raise PublishError(f"{reco_version}: no rows to load")
+        cur.execute(
+            query(
+                "tables",
+                "add_constraints",
+                table=ident,
+                pkey=sql.Identifier(f"{table}_pkey"),
+                check=sql.Identifier(f"{table}_version"),
+                version=version,
+            )
+        )
+        cur.execute(query("tables", "analyze", table=ident))
+        cur.execute(query("versions", "set_n_users"), (stream.count, reco_version))
 
 
 # ---------------------------------------------------------------------------- audit
@@ -310,95 +328,87 @@ def audit(
     catalog_ids = None if catalog is None else sorted({str(x) for x in catalog})
     if catalog_ids is not None:
         k = min(k, len(catalog_ids))
-    conn = _connect(url)
+    conn = connect(url)
     try:
         with conn.cursor() as cur:
-            row = _version_row(cur, reco_version, lock=True)
-            if row is None:
-                raise PublishError(f"{reco_version} was never loaded")
-            status, table, _ = row
-            if status != "loaded":
-                raise PublishError(f"{reco_version} is {status}, not loaded; nothing to audit")
-            ident = sql.Identifier(table)
-            cur.execute(
-                sql.SQL(
-                    "SELECT count(*), "
-                    "count(*) FILTER (WHERE cardinality(a) <> %(k)s), "
-                    "count(*) FILTER (WHERE (SELECT count(DISTINCT x) FROM unnest(a) AS x) "
-                    "<> cardinality(a)) "
-                    "FROM (SELECT string_to_array(items, ',') AS a FROM {}) AS s"
-                ).format(ident),
-                {"k": k},
-            )
-            n_rows, wrong_length, duplicates = cur.fetchone()
-            report = AuditReport(reco_version, n_rows, k, wrong_length, duplicates)
-            if n_rows == 0:
-                report.problems.append("the table is empty")
-            if expected_users is not None and n_rows != expected_users:
-                report.problems.append(f"{n_rows} rows, expected {expected_users} users")
-            if wrong_length:
-                report.problems.append(f"{wrong_length} rows do not have exactly {k} ids")
-            if duplicates:
-                report.problems.append(f"{duplicates} rows repeat an id")
+            table = _loaded_table(cur, reco_version)
+            report = _measure_lists(cur, reco_version, table, k, expected_users)
             if catalog_ids is not None:
-                cur.execute(
-                    "CREATE TEMP TABLE audit_catalog (movie_id text PRIMARY KEY) ON COMMIT DROP"
-                )
-                cur.execute(
-                    "INSERT INTO audit_catalog SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
-                    (catalog_ids,),
-                )
-                cur.execute(
-                    sql.SQL(
-                        "SELECT count(*), (array_agg(DISTINCT x))[1:5] FROM {} AS t, "
-                        "unnest(string_to_array(t.items, ',')) AS x "
-                        "WHERE NOT EXISTS (SELECT 1 FROM audit_catalog c WHERE c.movie_id = x)"
-                    ).format(ident)
-                )
-                report.unknown_ids, sample = cur.fetchone()
-                report.unknown_sample = list(sample or [])
-                if report.unknown_ids:
-                    report.problems.append(
-                        f"{report.unknown_ids} ids are not in the catalog "
-                        f"(e.g. {', '.join(report.unknown_sample)})"
-                    )
+                _check_catalog(cur, table, catalog_ids, report)
             if report.problems:
-                cur.execute(
-                    "UPDATE reco_versions SET status = 'failed' WHERE reco_version = %s",
-                    (reco_version,),
-                )
+                cur.execute(query("versions", "set_status"), ("failed", reco_version))
                 conn.commit()
                 raise AuditError(reco_version, report.problems)
             cur.execute(
-                sql.SQL(
-                    "ALTER TABLE recommendations ATTACH PARTITION {} FOR VALUES IN ({})"
-                ).format(ident, sql.Literal(reco_version))
+                query(
+                    "tables",
+                    "attach",
+                    table=sql.Identifier(table),
+                    version=sql.Literal(reco_version),
+                )
             )
-            cur.execute(
-                "UPDATE reco_versions SET status = 'audited', n_users = %s WHERE reco_version = %s",
-                (n_rows, reco_version),
-            )
+            cur.execute(query("versions", "mark_audited"), (report.n_rows, reco_version))
         conn.commit()
         return report
     finally:
         conn.close()
 
 
+def _loaded_table(cur, reco_version: str) -> str:
+    """The table of a version waiting for its audit (locked), or PublishError."""
+    row = _lock_version(cur, reco_version)
+    if row is None:
+        raise PublishError(f"{reco_version} was never loaded")
+    status, table, _ = row
+    if status != "loaded":
+        raise PublishError(f"{reco_version} is {status}, not loaded; nothing to audit")
+    return table
+
+
+def _measure_lists(
+    cur, reco_version: str, table: str, k: int, expected_users: int | None
+) -> AuditReport:
+    """Row count, lists not of length k, lists repeating an id; each failure as a problem."""
+    cur.execute(query("audit", "list_shapes", table=sql.Identifier(table)), {"k": k})
+    n_rows, wrong_length, duplicates = cur.fetchone()
+    report = AuditReport(reco_version, n_rows, k, wrong_length, duplicates)
+    if n_rows == 0:
+        report.problems.append("the table is empty")
+    if expected_users is not None and n_rows != expected_users:
+        report.problems.append(f"{n_rows} rows, expected {expected_users} users")
+    if wrong_length:
+        report.problems.append(f"{wrong_length} rows do not have exactly {k} ids")
+    if duplicates:
+        report.problems.append(f"{duplicates} rows repeat an id")
+    return report
+
+
+def _check_catalog(cur, table: str, catalog_ids: list[str], report: AuditReport) -> None:
+    """Count listed ids missing from the catalog into `report` (a problem when any)."""
+    cur.execute(query("audit", "create_catalog"))
+    cur.execute(query("audit", "fill_catalog"), (catalog_ids,))
+    cur.execute(query("audit", "unknown_ids", table=sql.Identifier(table)))
+    report.unknown_ids, sample = cur.fetchone()
+    report.unknown_sample = list(sample or [])
+    if report.unknown_ids:
+        report.problems.append(
+            f"{report.unknown_ids} ids are not in the catalog "
+            f"(e.g. {', '.join(report.unknown_sample)})"
+        )
+
+
 # ---------------------------------------------------------------------------- publish
 def _lock_pointer(cur) -> tuple:
-    cur.execute(
-        "SELECT reco_version, popular_version, previous_reco_version, previous_popular_version "
-        "FROM serving_pointer WHERE id FOR UPDATE"
-    )
+    cur.execute(query("pointer", "lock"))
     row = cur.fetchone()
     if row is None:  # the schema inserts it; a hand-emptied table gets it back
-        cur.execute("INSERT INTO serving_pointer (id) VALUES (true)")
+        cur.execute(query("pointer", "insert"))
         return (None, None, None, None)
     return row
 
 
 def _require_attached(cur, reco_version: str) -> None:
-    row = _version_row(cur, reco_version, lock=True)
+    row = _lock_version(cur, reco_version)
     if row is None:
         raise PublishError(f"{reco_version} does not exist")
     if row[0] not in ATTACHED:
@@ -407,7 +417,7 @@ def _require_attached(cur, reco_version: str) -> None:
 
 def publish(reco_version: str, url: str | None = None) -> str | None:
     """Serve `reco_version` from now on (one transaction); return the version it replaced."""
-    conn = _connect(url)
+    conn = connect(url)
     try:
         with conn.cursor() as cur:
             current, *_ = _lock_pointer(cur)
@@ -415,44 +425,51 @@ def publish(reco_version: str, url: str | None = None) -> str | None:
             if current == reco_version:
                 conn.commit()
                 return current
-            cur.execute(
-                "UPDATE serving_pointer SET previous_reco_version = reco_version, "
-                "reco_version = %s, updated_at = now() WHERE id",
-                (reco_version,),
-            )
-            cur.execute(
-                "UPDATE reco_versions SET status = 'published', published_at = now() "
-                "WHERE reco_version = %s",
-                (reco_version,),
-            )
+            cur.execute(query("pointer", "switch_reco"), (reco_version,))
+            cur.execute(query("versions", "mark_published"), (reco_version,))
         conn.commit()
         return current
     finally:
         conn.close()
 
 
+def load_and_publish(
+    out_dir: str | Path,
+    reco_version: str,
+    model_version: str,
+    expected_users: int | None = None,
+    catalog: list[str] | None = None,
+    publish_now: bool = True,
+    url: str | None = None,
+) -> str:
+    """COPY the scored Parquet at `out_dir` into a new table, audit it there, then switch the
+    pointer. A failure anywhere before the switch leaves the served version as it was."""
+    from jobs.publish import score
+
+    rows = score.read_rows(out_dir)
+    load_recommendations(rows, reco_version, model_version, url=url, total=expected_users)
+    audit(reco_version, expected_users=expected_users, catalog=catalog, url=url, k=K)
+    if publish_now:
+        publish(reco_version, url=url)
+    return reco_version
+
+
 def rollback(url: str | None = None, popular: bool = False) -> tuple[str, str]:
     """Swap the live and previous versions (reco, or popular with popular=True); (new, old)."""
-    conn = _connect(url)
+    conn = connect(url)
     try:
         with conn.cursor() as cur:
             reco, pop, prev_reco, prev_pop = _lock_pointer(cur)
             if popular:
                 if prev_pop is None:
                     raise PublishError("no previous popularity list to roll back to")
-                cur.execute(
-                    "UPDATE serving_pointer SET popular_version = previous_popular_version, "
-                    "previous_popular_version = popular_version, updated_at = now() WHERE id"
-                )
+                cur.execute(query("pointer", "rollback_popular"))
                 new, old = prev_pop, pop
             else:
                 if prev_reco is None:
                     raise PublishError("no previous reco version to roll back to")
                 _require_attached(cur, prev_reco)
-                cur.execute(
-                    "UPDATE serving_pointer SET reco_version = previous_reco_version, "
-                    "previous_reco_version = reco_version, updated_at = now() WHERE id"
-                )
+                cur.execute(query("pointer", "rollback_reco"))
                 new, old = prev_reco, reco
         conn.commit()
         return new, old
@@ -479,23 +496,13 @@ def publish_popular(
         raise ValueError(f"a popularity list needs 1..{K} distinct ids, got {len(ids)}")
     text = encode_items(ids, "popular list: ")
     version = check_version(popular_version or popular_version_for(window_end))
-    conn = _connect(url)
+    conn = connect(url)
     try:
         with conn.cursor() as cur:
             current = _lock_pointer(cur)[1]
-            cur.execute(
-                "INSERT INTO popular_lists (popular_version, items, window_end) "
-                "VALUES (%s, %s, %s) "
-                "ON CONFLICT (popular_version) DO UPDATE SET items = EXCLUDED.items, "
-                "window_end = EXCLUDED.window_end",
-                (version, text, window_end),
-            )
+            cur.execute(query("pointer", "store_popular"), (version, text, window_end))
             if current != version:
-                cur.execute(
-                    "UPDATE serving_pointer SET previous_popular_version = popular_version, "
-                    "popular_version = %s, updated_at = now() WHERE id",
-                    (version,),
-                )
+                cur.execute(query("pointer", "switch_popular"), (version,))
         conn.commit()
         return version
     finally:
@@ -505,65 +512,45 @@ def publish_popular(
 def retire_old(keep: int = 3, url: str | None = None) -> list[str]:
     """Drop the tables of versions that are not live, previous, in an active experiment, nor
     among the `keep` newest attached; failed loads are dropped too. Returns retired versions."""
-    conn = _connect(url)
+    conn = connect(url)
     conn.autocommit = True  # DETACH … CONCURRENTLY cannot run inside a transaction block
     retired = []
     try:
         with conn.cursor() as cur:
-            cur.execute(
-                "SELECT reco_version, previous_reco_version FROM serving_pointer WHERE id "
-                "UNION ALL SELECT ev.reco_version, NULL FROM experiment_variants ev "
-                "JOIN experiments e USING (experiment_id) WHERE e.active"
-            )
+            cur.execute(query("versions", "protected"))
             protected = {v for row in cur.fetchall() for v in row if v}
-            cur.execute(
-                "SELECT reco_version, table_name, status FROM reco_versions "
-                "WHERE status IN ('audited', 'published', 'failed') "
-                "ORDER BY created_at DESC, reco_version DESC"
-            )
+            cur.execute(query("versions", "retire_candidates"))
             attached_seen = 0
             for reco_version, table, status in cur.fetchall():
                 if status in ATTACHED:
                     attached_seen += 1
                     if attached_seen <= keep or reco_version in protected:
                         continue
-                cur.execute(
-                    "SELECT 1 FROM pg_inherits WHERE inhparent = 'recommendations'::regclass "
-                    "AND inhrelid = to_regclass(%s)",
-                    (table,),
-                )
-                if cur.fetchone():
-                    cur.execute(
-                        sql.SQL(
-                            "ALTER TABLE recommendations DETACH PARTITION {} CONCURRENTLY"
-                        ).format(sql.Identifier(table))
-                    )
-                cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
-                cur.execute(
-                    "UPDATE reco_versions SET status = 'retired' WHERE reco_version = %s",
-                    (reco_version,),
-                )
+                _drop_version_table(cur, table)
+                cur.execute(query("versions", "set_status"), ("retired", reco_version))
                 retired.append(reco_version)
     finally:
         conn.close()
     return retired
 
 
+def _drop_version_table(cur, table: str) -> None:
+    """Detach the table from `recommendations` if it is a partition, then drop it."""
+    cur.execute(query("tables", "is_attached"), (table,))
+    if cur.fetchone():
+        cur.execute(query("tables", "detach", table=sql.Identifier(table)))
+    cur.execute(query("tables", "drop", table=sql.Identifier(table)))
+
+
 def status(url: str | None = None) -> dict:
     """The pointer and every version, newest first (for `python -m jobs.publish.publish status`)."""
-    conn = _connect(url)
+    conn = connect(url)
     try:
         with conn.cursor() as cur:
-            cur.execute(
-                "SELECT reco_version, previous_reco_version, popular_version, "
-                "previous_popular_version, updated_at FROM serving_pointer WHERE id"
-            )
+            cur.execute(query("pointer", "show"))
             names = [d[0] for d in cur.description]
             pointer = dict(zip(names, cur.fetchone() or (None,) * len(names), strict=True))
-            cur.execute(
-                "SELECT reco_version, model_version, status, n_users, created_at, published_at "
-                "FROM reco_versions ORDER BY created_at DESC LIMIT 20"
-            )
+            cur.execute(query("versions", "recent"))
             names = [d[0] for d in cur.description]
             versions = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
         conn.rollback()

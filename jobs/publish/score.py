@@ -16,8 +16,8 @@ everything, a sparse kNN row) is completed from the training-popularity order, u
 
 `audit(out_dir)` checks on the Spark side, before anything reaches Postgres: one row per
 known user, k distinct items each, none already seen (n_seen is recounted per row against
-the seen CSR, independently of the selection code). `load_and_publish` then streams the
-Parquet into jobs.publish.publish (COPY into a new table, its audit, the pointer switch).
+the seen CSR, independently of the selection code). `read_rows` streams the Parquet to
+jobs.publish.publish.load_and_publish (COPY into a new table, its audit, the pointer switch).
 """
 
 from __future__ import annotations
@@ -35,12 +35,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from contracts.names import ITEM_COL, USER_COL
+from contracts.names import ITEM_COL, USER_COL, K
 from jobs.publish import topk
 
 log = logging.getLogger(__name__)
 
-K = 20
 BUNDLE_DIR = "_bundle"
 USERS_PER_TASK = 50_000  # user rows per Spark partition at scenario scale (1M users -> 20)
 OUTPUT_SCHEMA = f"{USER_COL} bigint, items array<string>, n_items int, n_seen int"
@@ -313,7 +312,7 @@ def score(
     return result
 
 
-# ---------------------------------------------------------------- audit and publish
+# ---------------------------------------------------------------- audit and read back
 def audit(out_dir: str | Path, expected_users: int | None = None, k: int = K, spark=None) -> dict:
     """Spark-side audit of the scored Parquet; raises ScoringError naming every failed check."""
     from pyspark.sql import functions as F
@@ -360,30 +359,6 @@ def read_rows(out_dir: str | Path, batch_rows: int = 65_536) -> Iterator[tuple[i
         users = batch.column(USER_COL).to_pylist()
         joined = pc.binary_join(batch.column("items"), ",").to_pylist()
         yield from zip(users, joined, strict=True)
-
-
-def load_and_publish(
-    out_dir: str | Path,
-    reco_version: str,
-    model_version: str,
-    expected_users: int | None = None,
-    catalog: list[str] | None = None,
-    publish_now: bool = True,
-    url: str | None = None,
-) -> str:
-    """COPY the scored rows into a new table, audit it there, then switch the pointer.
-
-    A failure anywhere before the switch leaves the served version as it was.
-    """
-    from jobs.publish import publish
-
-    publish.load_recommendations(
-        read_rows(out_dir), reco_version, model_version, url=url, total=expected_users
-    )
-    publish.audit(reco_version, expected_users=expected_users, catalog=catalog, url=url, k=K)
-    if publish_now:
-        publish.publish(reco_version, url=url)
-    return reco_version
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_K = 20
+from contracts.names import K
+
 DEFAULT_BLOCK = 256  # users per product block (measured: benchmarks/bench_scoring.py)
 DEFAULT_GROUPS = 512  # groups per row: the b x G partition stays cheap, candidates stay few
 
@@ -77,7 +78,7 @@ class FactorTopK:
         self,
         item_factors: np.ndarray,
         item_bias: np.ndarray | None = None,
-        k: int = DEFAULT_K,
+        k: int = K,
         groups: int = DEFAULT_GROUPS,
         block: int = DEFAULT_BLOCK,
     ) -> None:
@@ -230,36 +231,6 @@ def _descending_bits(vals: np.ndarray) -> np.ndarray:
     return ~ascending
 
 
-def sparse_top_k(
-    indptr: np.ndarray,
-    indices: np.ndarray,
-    data: np.ndarray,
-    k: int = DEFAULT_K,
-    seen: SeenCSR | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k stored columns per row of a CSR score matrix (e.g. kNN aggregation), seen excluded.
-
-    Same ordering as FactorTopK (score descending, column ascending); rows with fewer than k
-    stored unseen entries are padded with -1 / -inf.
-    """
-    b = len(indptr) - 1
-    rows = np.repeat(np.arange(b), np.diff(indptr))
-    cols = np.asarray(indices, dtype=np.int64)
-    vals = np.asarray(data)
-    keep = np.isfinite(vals)
-    if seen is not None and seen.indices.size:
-        # Drop (row, col) pairs that are seen: one sorted-key membership test.
-        n_cols = int(max(cols.max(initial=0), seen.indices.max()) + 1)
-        seen_keys = np.sort(seen.row_ids().astype(np.int64) * n_cols + seen.indices)
-        keys = rows.astype(np.int64) * n_cols + cols
-        pos = np.searchsorted(seen_keys, keys).clip(max=seen_keys.size - 1)
-        keep &= seen_keys[pos] != keys
-    items = np.full((b, k), -1, dtype=np.int64)
-    values = np.full((b, k), -np.inf, dtype=vals.dtype)
-    _write_ranked(rows[keep], cols[keep], vals[keep], b, k, items, values)
-    return items, values
-
-
 def fill_from_ranking(
     items: np.ndarray, fallback: np.ndarray, seen: SeenCSR | None = None
 ) -> np.ndarray:
@@ -279,17 +250,3 @@ def fill_from_ranking(
         take = extra[: len(slots)]
         items[row, slots[: len(take)]] = take
     return items
-
-
-def naive_top_k(scores: np.ndarray, k: int = DEFAULT_K) -> np.ndarray:
-    """Reference: a stable full sort of each row's negated scores (ties by column); -inf -> -1."""
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    finite = np.isfinite(np.take_along_axis(scores, order, axis=1))
-    return np.where(finite, order, -1)
-
-
-def argpartition_top_k(scores: np.ndarray, k: int = DEFAULT_K) -> np.ndarray:
-    """The plain baseline the benchmark compares against: argpartition, then sort the k."""
-    part = np.argpartition(scores, -k, axis=1)[:, -k:]
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    return np.take_along_axis(part, np.argsort(-part_scores, axis=1), axis=1)

@@ -11,7 +11,8 @@ import pytest
 import scipy.sparse as sp
 
 from contracts.names import ITEM_COL, USER_COL
-from jobs.publish import publish, score, topk
+from jobs.publish import publish, score
+from tests.support.topk_reference import naive_top_k
 
 pytestmark = pytest.mark.integration
 
@@ -95,7 +96,7 @@ def test_block_path_for_non_factor_models(spark, tmp_path):
     # Reference: the family's own scores, seen removed, stable full sort (ties by item index).
     dense = model.score_block(np.arange(len(model.user_ids))).astype(np.float64)
     dense[model.seen.nonzero()] = -np.inf
-    expected = model.item_ids[topk.naive_top_k(dense, 20)]
+    expected = model.item_ids[naive_top_k(dense, 20)]
     order = np.searchsorted(model.user_ids, scored[USER_COL])
     assert [list(x) for x in scored["items"]] == [list(x) for x in expected[order]]
 
@@ -135,9 +136,9 @@ def test_publish_crash_rollback(spark, postgres, factor_model_dir, tmp_path, mon
     first, second, crashed = f"test-score-{tag}-a", f"test-score-{tag}-b", f"test-score-{tag}-c"
     catalog = model.item_ids.tolist()
 
-    score.load_and_publish(result.path, first, "m-a", N_USERS, catalog, url=postgres)
+    publish.load_and_publish(result.path, first, "m-a", N_USERS, catalog, url=postgres)
     assert served(postgres)[0] == first
-    score.load_and_publish(result.path, second, "m-b", N_USERS, catalog, url=postgres)
+    publish.load_and_publish(result.path, second, "m-b", N_USERS, catalog, url=postgres)
     assert served(postgres) == (second, first)
 
     # A crash in the middle of the COPY stream: the served version must not move.
@@ -154,7 +155,7 @@ def test_publish_crash_rollback(spark, postgres, factor_model_dir, tmp_path, mon
 
     # psycopg2 reports an exception raised inside the COPY stream as QueryCanceled.
     with pytest.raises((OSError, psycopg2.Error), match="disk gone"):
-        score.load_and_publish(result.path, crashed, "m-c", N_USERS, catalog, url=postgres)
+        publish.load_and_publish(result.path, crashed, "m-c", N_USERS, catalog, url=postgres)
     assert served(postgres) == (second, first)
     assert publish.status(url=postgres) is not None
 

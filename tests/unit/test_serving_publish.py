@@ -1,16 +1,23 @@
-"""Pure parts of write–audit–publish and the experiment CLI: encoding, names, parsing."""
+"""Pure parts of write–audit–publish and the experiment CLI: encoding, names, parsing, and
+the named statements in sql/publish/."""
 
 from __future__ import annotations
 
+import ast
+import re
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pytest
+from psycopg2 import sql
 
 from jobs.publish import experiments, publish
 
 pytestmark = pytest.mark.unit
+
+PUBLISH_CODE = sorted((Path(publish.__file__).parent).glob("*.py"))
 
 
 def test_encode_items_joins_ids_in_order():
@@ -108,3 +115,76 @@ def test_parse_variant_and_validate_shares():
     with pytest.raises(ValueError, match="repeat"):
         experiments.validate([spec, experiments.VariantSpec("a", "v2", 0.75)])
     experiments.validate([spec, experiments.VariantSpec("b", "v2", 0.75)])
+
+
+def _query_calls(path: Path) -> list[tuple[str, str, set[str]]]:
+    """(family, name, keyword parts) of every query("family", "name", ...) call in a file."""
+    calls = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "query":
+            family, name = (arg.value for arg in node.args)
+            calls.append((family, name, {kw.arg for kw in node.keywords}))
+    return calls
+
+
+def test_every_statement_the_publish_code_names_exists_with_its_placeholders():
+    calls = [c for path in PUBLISH_CODE for c in _query_calls(path)]
+    assert len(calls) > 30
+    for family, name, parts in calls:
+        text = publish.query(family, name)
+        assert set(re.findall(r"{(\w+)}", text)) == parts, (family, name)
+        assert "--" not in text, (family, name)  # comments stay in the file
+
+
+SQL_TEXT = re.compile(
+    r"^\s*(SELECT\b.*\bFROM|INSERT INTO|UPDATE \w+ SET|DELETE FROM|(ALTER|CREATE|DROP|LOCK) "
+    r"(TEMP )?TABLE|ANALYZE|COPY .*FROM STDIN)",
+    re.DOTALL,
+)
+
+
+def inline_sql(path: Path) -> list[str]:
+    """String literals of a module that read as SQL statements (docstrings aside)."""
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.FunctionDef | ast.ClassDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+    }
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+        and SQL_TEXT.match(node.value)
+    ]
+
+
+def test_no_sql_left_inline_in_the_publish_code():
+    assert {p.name: inline_sql(p) for p in PUBLISH_CODE} == {p.name: [] for p in PUBLISH_CODE}
+
+
+def test_named_statements_are_split_on_their_markers(tmp_path, monkeypatch):
+    (tmp_path / "publish").mkdir()
+    (tmp_path / "publish" / "demo.sql").write_text(
+        "-- header\n-- name: one\n-- what it does\nSELECT 1\n\n--name: two\nSELECT {t}\n"
+    )
+    monkeypatch.setattr(publish, "read_sql", lambda name: (tmp_path / name).read_text())
+    publish._statements.cache_clear()
+    try:
+        assert publish.query("demo", "one") == "SELECT 1"
+        assert publish.query("demo", "two") == "SELECT {t}"
+        assert publish.query("demo", "two", t=sql.Identifier("x")) == sql.Composed(
+            [sql.SQL("SELECT "), sql.Identifier("x")]
+        )
+        with pytest.raises(KeyError, match="three"):
+            publish.query("demo", "three")
+        (tmp_path / "publish" / "demo.sql").write_text("-- name: a\nSELECT 1\n-- name: a\n")
+        publish._statements.cache_clear()
+        with pytest.raises(ValueError, match="twice"):
+            publish.query("demo", "a")
+    finally:
+        publish._statements.cache_clear()

@@ -1,4 +1,5 @@
-"""jobs.publish.topk returns exactly what a stable full sort returns: same items, order, ties."""
+"""jobs.publish.topk returns exactly what a stable full sort returns: same items, order, ties
+(the references are in tests/support/topk_reference.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 
 from jobs.publish import topk
+from tests.support import topk_reference
 
 pytestmark = pytest.mark.unit
 
@@ -20,7 +22,7 @@ def reference(scorer: topk.FactorTopK, users: np.ndarray, seen: topk.SeenCSR) ->
     """Naive answer on the very same float32 scores (so rounding cannot differ)."""
     scores = scorer.scores(users)[:, : scorer.n_items].copy()
     topk.exclude_seen(scores, seen, scorer.n_items)
-    return topk.naive_top_k(scores, scorer.k)
+    return topk_reference.naive_top_k(scores, scorer.k)
 
 
 @pytest.mark.parametrize(
@@ -99,7 +101,7 @@ def test_sparse_top_k_orders_and_excludes_seen():
     data = np.array([0.5, 0.9, 5.0, 2.0, 2.0, 1.0])
     seen = topk.SeenCSR.from_lists([[7], [2], []])
 
-    items, values = topk.sparse_top_k(indptr, indices, data, k=3, seen=seen)
+    items, values = topk_reference.sparse_top_k(indptr, indices, data, k=3, seen=seen)
 
     assert items.tolist() == [[1, 4, -1], [-1, -1, -1], [3, 9, 0]]
     assert values[2].tolist() == [2.0, 2.0, 1.0]
@@ -115,4 +117,6 @@ def test_fill_from_ranking_skips_seen_and_listed():
 def test_argpartition_baseline_agrees_without_ties():
     rng = np.random.default_rng(3)
     scores = rng.standard_normal((10, 500)).astype(np.float32)
-    np.testing.assert_array_equal(topk.argpartition_top_k(scores, 20), topk.naive_top_k(scores, 20))
+    np.testing.assert_array_equal(
+        topk_reference.argpartition_top_k(scores, 20), topk_reference.naive_top_k(scores, 20)
+    )

@@ -1,0 +1,39 @@
+-- A/B experiment admin (jobs/publish/experiments.py).
+
+-- name: lock
+-- Two concurrent starts cannot both see "no active experiment".
+LOCK TABLE experiments IN SHARE ROW EXCLUSIVE MODE
+
+-- name: active
+SELECT experiment_id FROM experiments WHERE active
+
+-- name: exists
+SELECT 1 FROM experiments WHERE experiment_id = %s
+
+-- name: version_status
+SELECT status FROM reco_versions WHERE reco_version = %s
+
+-- name: end_active
+UPDATE experiments SET active = false, ended_at = now() WHERE active
+
+-- name: insert
+INSERT INTO experiments (experiment_id, salt, active) VALUES (%s, %s, true)
+
+-- name: insert_variant
+INSERT INTO experiment_variants (experiment_id, variant, reco_version, share)
+VALUES (%s, %s, %s, %s)
+
+-- name: stop
+-- The active experiment, or only the named one when a name is given.
+UPDATE experiments
+SET active = false, ended_at = now()
+WHERE active AND (%s::text IS NULL OR experiment_id = %s)
+RETURNING experiment_id
+
+-- name: recent
+SELECT e.experiment_id, e.active, e.salt, e.started_at, e.ended_at,
+       ev.variant, ev.reco_version, ev.share
+FROM experiments AS e
+LEFT JOIN experiment_variants AS ev USING (experiment_id)
+ORDER BY e.started_at DESC, e.experiment_id, ev.variant
+LIMIT 200
