@@ -278,7 +278,7 @@ def publish_scores(scored_path: str, model_version: str, database_url: str | Non
     n_users = pq.ParquetDataset(scored_path).read(columns=["user_id"]).num_rows
     if state.get(reco_version) in publish.ATTACHED:
         # A rerun: already loaded and audited; switch only if its rows are really there.
-        served = _served_rows(reco_version, database_url)
+        served = publish.served_rows(reco_version, database_url)
         if served != n_users:
             raise RuntimeError(
                 f"{reco_version} is {state[reco_version]} but holds {served} of {n_users} rows; "
@@ -293,18 +293,6 @@ def publish_scores(scored_path: str, model_version: str, database_url: str | Non
     registry.set_status(model_version, "production", f"published as {reco_version}", database_url)
     log.info("published %s (%d users) for %s", reco_version, n_users, model_version)
     return reco_version
-
-
-def _served_rows(reco_version: str, database_url: str | None) -> int:
-    """Rows the recommendations table holds for `reco_version`."""
-    import psycopg2
-
-    conn = psycopg2.connect(database_url or settings.load().database_url)
-    with conn, conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM recommendations WHERE reco_version = %s", (reco_version,))
-        count = cur.fetchone()[0]
-    conn.close()
-    return int(count)
 
 
 def _catalog(model_version: str, database_url: str | None) -> set[str]:

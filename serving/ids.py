@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-MAX_USER_ID = 2**63 - 1
+from contracts.grammar import MAX_USER_ID
+
 # ASCII digits only: str.isdigit() would also accept '²' or Arabic-Indic digits.
 _DIGITS = re.compile(r"[0-9]+", re.ASCII)
 _MAX_LEN = len(str(MAX_USER_ID))

@@ -31,10 +31,10 @@ import psycopg2
 from psycopg2 import sql
 
 from contracts.db import connect, read_sql
+from contracts.grammar import MAX_USER_ID
 from contracts.names import USER_COL, K
 
 ITEMS_COL = "items"
-MAX_USER_ID = 2**63 - 1
 COPY_CHUNK = 256 * 1024
 ATTACHED = ("audited", "published")
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}", re.ASCII)
@@ -540,6 +540,19 @@ def _drop_version_table(cur, table: str) -> None:
     if cur.fetchone():
         cur.execute(query("tables", "detach", table=sql.Identifier(table)))
     cur.execute(query("tables", "drop", table=sql.Identifier(table)))
+
+
+def served_rows(reco_version: str, url: str | None = None) -> int:
+    """Rows the recommendations table holds for `reco_version`."""
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query("versions", "served_rows"), (reco_version,))
+            count = cur.fetchone()[0]
+        conn.rollback()
+    finally:
+        conn.close()
+    return int(count)
 
 
 def status(url: str | None = None) -> dict:

@@ -26,8 +26,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from contracts.names import ITEM_COL, MINUTE_COL, RANK_COL, RATING_COL, TIME_COL, USER_COL
-from jobs.publish.publish import K
+from contracts.names import ITEM_COL, MINUTE_COL, RANK_COL, RATING_COL, TIME_COL, USER_COL, K
 from jobs.train import metrics
 
 KIND_COL = "kind"

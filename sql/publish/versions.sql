@@ -51,3 +51,6 @@ SELECT ev.reco_version, NULL
 FROM experiment_variants AS ev
 JOIN experiments AS e USING (experiment_id)
 WHERE e.active
+
+-- name: served_rows
+SELECT count(*) FROM recommendations WHERE reco_version = %s;
