@@ -14,7 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from contracts import provenance, settings
+from contracts import provenance
+from contracts.db import connect
 
 STATUSES = ("candidate", "production", "rejected", "retired")
 COLUMNS = (
@@ -44,13 +45,6 @@ JSON_COLUMNS = (
     "library_versions",
     "trained_on",
 )
-
-
-def connect(database_url: str | None = None):
-    """A psycopg2 connection to DATABASE_URL (or `database_url`)."""
-    import psycopg2
-
-    return psycopg2.connect(database_url or settings.load().database_url)
 
 
 def artifact_sha256(path: str | Path) -> str:
