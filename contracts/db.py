@@ -14,11 +14,11 @@ def read_sql(name: str) -> str:
     return (SQL_DIR / name).read_text()
 
 
-def connect(url: str | None = None):
-    """A psycopg2 connection to DATABASE_URL (or `url`)."""
+def connect(url: str | None = None, **options):
+    """A psycopg2 connection to DATABASE_URL (or `url`); `options` go to psycopg2.connect."""
     import psycopg2
 
-    return psycopg2.connect(url or settings.load().database_url)
+    return psycopg2.connect(url or settings.load().database_url, **options)
 
 
 def engine(url: str | None = None):

@@ -14,6 +14,7 @@ from datetime import datetime
 
 import psycopg2
 
+from contracts import db
 from contracts.db import read_sql
 from serving.ab import Variant
 
@@ -59,7 +60,7 @@ def connect(
     url: str, statement_timeout_ms: int, connect_timeout_s: int, prepare: bool = True
 ) -> psycopg2.extensions.connection:
     """One autocommit, read-only connection with a statement timeout and the lookup prepared."""
-    conn = psycopg2.connect(
+    conn = db.connect(
         url,
         connect_timeout=connect_timeout_s,
         application_name="recs-serving",

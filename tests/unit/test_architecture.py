@@ -149,3 +149,23 @@ def test_the_environment_checker_sees_reads(tmp_path):
         'import os\na = os.environ.get("A")\nb = os.environ["B"]\nc = os.getenv(NAME)\n'
     )
     assert env_reads(code) == {"A", "B", "NAME"}
+
+
+# Helpers the review found written two to four times; each now has one home.
+ONE_HOME = {
+    "psycopg2.connect(": "contracts/db.py",
+    '"rev-parse"': "contracts/provenance.py",
+    "def parse_hyperparameters": "jobs/train/train.py",
+    "def to_stars": "simulator/importers.py",
+    "def wait_until": "ops/services.py",
+    "MAX_USER_ID =": "contracts/grammar.py",
+}
+
+
+def test_shared_helpers_have_one_home():
+    files = [*production_files(), *sorted((REPO / "tests" / "support").rglob("*.py"))]
+    texts = {str(path.relative_to(REPO)): path.read_text() for path in files}
+    homes = {
+        needle: {name for name, text in texts.items() if needle in text} for needle in ONE_HOME
+    }
+    assert homes == {needle: {home} for needle, home in ONE_HOME.items()}
