@@ -116,7 +116,7 @@ def gate_tolerance() -> float:
 
 def gate_min_users() -> int:
     """Fewest distinct test users the gate decides on (GATE_MIN_USERS, default 100)."""
-    return int(env_number("GATE_MIN_USERS", 100))
+    return _env_int("GATE_MIN_USERS", 100)
 
 
 # Local services (ops/services.py)
@@ -133,13 +133,10 @@ def kafka_heap_opts() -> str:
 # Serving knobs (serving/app.py, serving/workers.py, serving/telemetry.py, serving/gunicorn_conf.py)
 def _env_int(name: str, default: int) -> int:
     """A whole-number knob from the environment (unset or empty: `default`)."""
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name}={raw!r} is not a whole number") from exc
+    value = env_number(name, default)
+    if value != int(value):
+        raise ValueError(f"{name}={value!r} is not a whole number")
+    return int(value)
 
 
 def serving_host() -> str:
