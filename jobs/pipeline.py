@@ -17,6 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +120,10 @@ def train_candidates(
 
 # ------------------------------------------------------------------ 3. evaluate + report
 def production_twin(
-    dataset_path: str, rows: Sequence[dict[str, Any]], database_url: str | None = None
+    dataset_path: str,
+    rows: Sequence[dict[str, Any]],
+    prod: dict[str, Any] | None,
+    database_url: str | None = None,
 ) -> str | None:
     """The production model's configuration (family + hyperparameters) evaluated on THIS
     dataset's test units: a run's candidate with the same configuration, else trained now.
@@ -127,9 +131,8 @@ def production_twin(
     The production artifact itself cannot be measured here: it was refitted on all data of an
     older window, which may include this dataset's test period.
     """
-    from jobs.train import evaluate, registry, train
+    from jobs.train import evaluate, train
 
-    prod = registry.production(database_url)
     if prod is None:
         return None
     for row in rows:
@@ -161,13 +164,13 @@ def evaluate_candidates(
     baseline = [r["model_version"] for r in rows if r["family"] == BASELINE]
     if not baseline:
         raise ValueError("no popularity baseline among the run's models")
-    twin = production_twin(dataset_path, rows, database_url)
+    production = registry.production(database_url)
+    twin = production_twin(dataset_path, rows, production, database_url)
     if twin and twin not in versions:
         rows.append(registry.get(twin, database_url))
     scores = {r["model_version"]: float((r["metrics"] or {}).get(METRIC, math.nan)) for r in rows}
     candidates = [r for r in rows if r["family"] != BASELINE and r["model_version"] in versions]
     best = max(candidates, key=lambda r: _finite(scores[r["model_version"]]), default=None)
-    production = registry.production(database_url)
     summary = {
         "dataset": str(dataset_path),
         "metric": METRIC,
@@ -231,7 +234,7 @@ def gate(
     )
     (Path(evaluation_dir) / DECISION_FILE).write_text(decision.to_json())
     if summary.get("report"):
-        report.add_gate(summary["report"], json.loads(decision.to_json()))
+        report.add_gate(summary["report"], asdict(decision))
     if decision.passed:
         log.info("gate PASSED %s: %s", candidate, decision.reason)
     else:

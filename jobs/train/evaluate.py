@@ -142,13 +142,9 @@ def pool(results: Sequence[dict[str, Any]], k: int = K) -> dict[str, Any]:
 
     Ranking metrics are means over every (fold, user) test unit, as one big test set would
     give; coverage, popularity bias, RMSE and MAE are the mean of the folds' values; `users`
-    counts distinct users and `test_units` the (fold, user) pairs.
+    counts distinct users and `test_units` the (fold, user) pairs. One fold gives that fold's
+    own numbers.
     """
-    if len(results) == 1:
-        only = results[0]
-        per_user = only["per_user"].assign(fold=0)
-        overall = {**only["overall"], "folds": 1, "test_units": int(len(per_user))}
-        return {**only, "overall": overall, "per_user": per_user}
     per_user = pd.concat(
         [r["per_user"].assign(fold=i) for i, r in enumerate(results)], ignore_index=True
     )
@@ -160,6 +156,9 @@ def pool(results: Sequence[dict[str, Any]], k: int = K) -> dict[str, Any]:
         values = [r["overall"][name] for r in results if name in r["overall"]]
         if values:
             overall[name] = float(np.mean(values))
+    rated = [r["overall"]["rated_test_rows"] for r in results if "rated_test_rows" in r["overall"]]
+    if rated:
+        overall["rated_test_rows"] = int(sum(rated))
     return {"k": k, "overall": overall, "by_group": by_group(per_user, k), "per_user": per_user}
 
 
