@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import math
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psycopg2
@@ -24,6 +22,7 @@ from jobs.ingest import lake
 from jobs.ingest import snapshot as ingest
 from ops import services
 from tests.integration.test_ingest import private_state, produce
+from tests.support.json_api import JsonHandler, json_api
 
 pytestmark = pytest.mark.integration
 
@@ -63,21 +62,13 @@ def closed_api(monkeypatch) -> str:
         yield url
 
 
-class KnowsEveryone(BaseHTTPRequestHandler):
+class KnowsEveryone(JsonHandler):
     """A metadata API that knows every user and movie (runtime 120, age 30)."""
 
     def do_GET(self):  # noqa: N802 - http.server's name
         ident = self.path.rsplit("/", 1)[1]
         doc = {"id": ident, "runtime": 120} if "/movie/" in self.path else {"user_id": ident}
-        body = json.dumps({**doc, "age": 30, "gender": "F"}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        self.send_json(200, {**doc, "age": 30, "gender": "F"})
 
 
 def metrics(path: Path) -> dict[str, float]:
@@ -143,14 +134,9 @@ def test_next_run_with_the_api_back_fetches_what_was_missing(
 ):
     assert catalog_sync.sync().status == "unavailable"
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), KnowsEveryone)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        monkeypatch.setenv("METADATA_API_URL", f"http://127.0.0.1:{server.server_port}")
+    with json_api(KnowsEveryone) as url:
+        monkeypatch.setenv("METADATA_API_URL", url)
         result = catalog_sync.sync()
-    finally:
-        server.shutdown()
-        server.server_close()
     assert (result.status, result.failed) == ("complete", 0)
     assert (result.users_fetched, result.movies_fetched) == (len(USERS), len(MOVIES))
     assert counts(isolated) == (len(USERS), len(MOVIES))

@@ -6,13 +6,12 @@ import json
 import logging
 import math
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from jobs.ingest import catalog as catalog_sync
+from tests.support.json_api import JsonHandler, json_api
 
 pytestmark = pytest.mark.unit
 
@@ -34,28 +33,17 @@ def silent_port():
         yield sock.getsockname()[1]
 
 
-class Answer(BaseHTTPRequestHandler):
+class Answer(JsonHandler):
     """GET /user/<code> answers with HTTP status <code>."""
 
     def do_GET(self):  # noqa: N802 - http.server's name
-        body = b"{}"
-        self.send_response(int(self.path.rsplit("/", 1)[1]))
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        self.send_json(int(self.path.rsplit("/", 1)[1]), {})
 
 
 @pytest.fixture
 def answer_url():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    with json_api(Answer) as url:
+        yield url
 
 
 def test_probe_of_a_closed_port_is_refused_within_seconds(closed_port):

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from jobs.ingest import catalog as catalog_sync
+from tests.support.json_api import JsonHandler, json_api
 
 pytestmark = pytest.mark.unit
 
 
-class Stub(BaseHTTPRequestHandler):
+class Stub(JsonHandler):
     """/movie/flaky+2000 answers 429, then 500, then 200; /movie/gone+1999 answers 404."""
 
     calls: list[str] = []
@@ -24,28 +23,15 @@ class Stub(BaseHTTPRequestHandler):
         answers = self.script.get(self.path, [404])
         n = sum(1 for c in self.calls if c == self.path) - 1
         code = answers[min(n, len(answers) - 1)]
-        body = json.dumps({"id": self.path.rsplit("/", 1)[1], "runtime": 90}).encode()
-        self.send_response(code)
-        if code == 429:
-            self.send_header("Retry-After", "0")
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        doc = {"id": self.path.rsplit("/", 1)[1], "runtime": 90}
+        self.send_json(code, doc, {"Retry-After": "0"} if code == 429 else None)
 
 
 @pytest.fixture
 def stub_url():
     Stub.calls = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Stub)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    with json_api(Stub) as url:
+        yield url
 
 
 def test_retries_until_success(stub_url):
