@@ -12,6 +12,12 @@ import numpy as np
 from simulator.world import World
 
 
+class _Server(ThreadingHTTPServer):
+    # The default listen backlog (5) drops connections when eight simulator workers connect at
+    # once; a dropped SYN is retried after 1 s, past the client's timeout.
+    request_queue_size = 128
+
+
 class StubRecommender:
     """Answers GET /recommend/<uid> by `mode`: 'taste' (true favourites) or 'random'.
 
@@ -54,7 +60,7 @@ class StubRecommender:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

@@ -128,8 +128,12 @@ def test_closed_loop_logs_well_formed_recommendation_requests(kafka, kafka_topic
     assert all(len(r["result"].split(", ")) == 20 for r in by_status["200"])
     assert all(r["result"] == "" for r in by_status["500"] + by_status["0"])
     assert all(r["user"] % 17 == 0 for r in by_status["500"])
-    assert all(r["user"] % 41 == 0 and int(r["ms"]) >= 790 for r in by_status["0"])
     assert all(r["user"] % 17 for r in by_status["200"])
+    slow = [r for r in reco if r["user"] % 41 == 0 and r["user"] % 17]
+    assert slow and all(r["status"] == "0" and int(r["ms"]) >= 790 for r in slow)
+    # A busy machine can time out an ordinary request too; that must stay the exception.
+    ordinary_timeouts = [r for r in by_status["0"] if r["user"] % 41]
+    assert len(ordinary_timeouts) <= 0.01 * len(reco), ordinary_timeouts[:5]
 
 
 def test_recommendations_matching_taste_raise_watch_time():
