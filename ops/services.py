@@ -29,6 +29,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from contracts import settings as settings_mod
+from contracts.kafka import create_topic  # noqa: F401 (tests and benchmarks call it here)
 
 ALL = ("postgres", "kafka", "airflow")
 PG_BIN = settings_mod.pg_bin()
@@ -451,23 +452,6 @@ def kafka_ready(bootstrap: str, timeout: float = 2.0) -> bool:
     admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000, "log_level": 0})
     md = admin.list_topics(timeout=timeout)
     return bool(md.brokers)
-
-
-def create_topic(bootstrap: str, name: str, partitions: int = 3) -> bool:
-    """Create `name` if missing; True when it was created now."""
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    if name in admin.list_topics(timeout=10).topics:
-        return False
-    futures = admin.create_topics([NewTopic(name, partitions, 1)], operation_timeout=20)
-    try:
-        futures[name].result(timeout=30)
-    except Exception as exc:  # a concurrent creator may have won the race
-        if "TOPIC_ALREADY_EXISTS" not in str(exc):
-            raise
-        return False
-    return True
 
 
 def start_kafka(quiet: bool = False) -> bool:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from contracts import settings as settings_mod
+from contracts.kafka import create_topic
 from simulator.faults import ALL_KINDS, RATE_MEANING, parse_faults
 from simulator.generator import CHURN_LIVE_DAYS, SHAPES
 
@@ -97,7 +98,12 @@ def _sink(args):
     if getattr(args, "out", None):
         return FileSink(args.out)
     cfg = settings_mod.load()
-    return KafkaSink(args.bootstrap or cfg.kafka_bootstrap_servers, args.topic or cfg.kafka_topic)
+    bootstrap, topic = args.bootstrap or cfg.kafka_bootstrap_servers, args.topic or cfg.kafka_topic
+    # A producer to a missing topic retries every message until its flush timeout; create the
+    # topic first (or fail now with one line when the broker is not there).
+    if create_topic(bootstrap, topic, cfg.kafka_partitions):
+        print(f"created topic {topic} ({cfg.kafka_partitions} partitions)", file=sys.stderr)
+    return KafkaSink(bootstrap, topic)
 
 
 def _simulate(args, live: bool) -> int:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from contracts import settings as settings_mod
 from simulator import grammar
 from simulator.cli import main
 from simulator.faults import ALL_KINDS, REJECT_KINDS, read_ledger
@@ -165,6 +167,41 @@ def test_replay_streams_a_file_line_by_line(kafka, kafka_topic, tmp_path: Path):
     assert sorted(v for _, _, v in messages) == sorted(lines)
     assert {v: k for _, k, v in messages}[lines[0]] == b"12"
     assert np.sum([k is None for _, k, _ in messages]) == 2
+
+
+def test_replay_into_a_topic_that_does_not_exist_creates_it(kafka, tmp_path: Path, capsys):
+    from confluent_kafka.admin import AdminClient
+
+    topic = f"replay-new-{uuid.uuid4().hex[:10]}"
+    path = tmp_path / "movielog.txt"
+    lines = [f"2025-01-01T00:00:{i:02d},{i + 1},GET /rate/a+1999=4".encode() for i in range(30)]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    admin = AdminClient({"bootstrap.servers": kafka})
+    try:
+        started = time.monotonic()
+        assert main(["replay", str(path), "--bootstrap", kafka, "--topic", topic]) == 0
+        assert time.monotonic() - started < 20, "replay waited on a missing topic"
+        assert f"created topic {topic}" in capsys.readouterr().err
+        assert sorted(v for _, _, v in consume_all(kafka, topic)) == sorted(lines)
+        partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
+        assert len(partitions) == settings_mod.load().kafka_partitions
+    finally:
+        admin.delete_topics([topic], operation_timeout=10)
+
+
+def test_replay_without_a_broker_fails_fast_with_one_line(tmp_path: Path, capsys):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    path = tmp_path / "movielog.txt"
+    path.write_bytes(b"2025-01-01T00:00:00,12,GET /rate/a+1999=4\n")
+    started = time.monotonic()
+    assert main(["replay", str(path), "--bootstrap", dead, "--topic", "anything"]) == 2
+    assert time.monotonic() - started < 15
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("simulator replay: error: Kafka at " + dead), err
 
 
 def test_live_mode_writes_paced_valid_lines(tmp_path: Path):
