@@ -31,7 +31,7 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install -q -r requirements.txt
 	@touch $(STAMP)
 
-setup: $(STAMP) ## Create .venv (pinned requirements, pip cache in .cache/) and fetch the Kafka jars
+setup: $(STAMP) ## Create .venv (pinned requirements, pip cache in .cache/), fetch the Kafka jars, install PostgreSQL 15
 	@$(PY) -m ops.services fetch
 
 lint: setup ## ruff format --check + ruff check (Airflow AIR rules included)

@@ -125,6 +125,11 @@ def pg_bin() -> Path:
     return Path(os.environ.get("PG_BIN") or "/usr/lib/postgresql/15/bin")
 
 
+def running_in_ci() -> bool:
+    """CI=true (or 1/yes): the test run treats every skipped test as a failure."""
+    return (os.environ.get("CI") or "").strip().lower() in ("1", "true", "yes")
+
+
 def kafka_heap_opts() -> str:
     """JVM heap options of the embedded Kafka broker (KAFKA_HEAP_OPTS)."""
     return os.environ.get("KAFKA_HEAP_OPTS") or "-Xms512m -Xmx1g"

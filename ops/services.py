@@ -147,7 +147,7 @@ def _url_parts(url: str) -> tuple[str, str, str, int, str]:
 
 # ---------------------------------------------------------------------------- Postgres
 def ensure_postgres_binaries() -> None:
-    """Install the PostgreSQL 15 server from Debian where its binaries are missing."""
+    """Install the PostgreSQL 15 server from Debian where its binaries (PG_BIN) are missing."""
     if (PG_BIN / "initdb").exists():
         return
     if os.geteuid() != 0:
@@ -214,6 +214,7 @@ class PostgresCluster:
 
     def init(self) -> None:
         """initdb with loopback password auth for TCP and peer/trust for the socket."""
+        ensure_postgres_binaries()
         self._prepare_dirs()
         if self.initialised():
             return
@@ -708,6 +709,17 @@ def reset(quiet: bool = False) -> None:
     _say(f"removed {var}", quiet)
 
 
+def fetch_downloads() -> None:
+    """What `make setup` installs besides the venv: the Kafka jars and the PostgreSQL server
+    (as root; elsewhere a missing server is named, and the services or tests that need it
+    fail with the same message)."""
+    fetch_kafka_jars()
+    try:
+        ensure_postgres_binaries()
+    except ServiceError as exc:
+        print(f"warning: {exc}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops.services", description=__doc__)
     parser.add_argument("command", choices=["up", "down", "status", "reset", "env", "fetch"])
@@ -725,7 +737,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "reset":
             reset()
         elif args.command == "fetch":
-            fetch_kafka_jars()
+            fetch_downloads()
         elif args.command == "env":
             for key, value in runtime_env().items():
                 print(f"export {key}={value}")

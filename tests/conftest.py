@@ -14,6 +14,9 @@ import pytest
 from contracts import settings as settings_mod
 from ops import services
 
+# Under CI=true a skipped test fails the run (tests/support/ci_gate.py).
+pytest_plugins = ("tests.support.ci_gate",)
+
 # Airflow, Spark and the jobs read the same environment the Makefile exports.
 for _name, _value in services.runtime_env().items():
     os.environ.setdefault(_name, _value)

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 import psycopg2
 import pytest
@@ -21,9 +20,6 @@ from jobs.publish import experiments, publish
 from tests.support.harness import PrivateDatabase, items_for, seed_version, wait_for
 
 pytestmark = pytest.mark.integration
-
-if not Path("/usr/lib/postgresql/15/bin/initdb").exists():
-    pytest.skip("PostgreSQL 15 binaries are not installed", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import socket
 import threading
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -27,9 +26,6 @@ from tests.support.harness import (
 )
 
 pytestmark = pytest.mark.integration
-
-if not Path("/usr/lib/postgresql/15/bin/initdb").exists():
-    pytest.skip("PostgreSQL 15 binaries are not installed", allow_module_level=True)
 
 USERS = range(1, 301)
 COLD_USER = 500  # scored in an older version, absent from the published one

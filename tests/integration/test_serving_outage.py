@@ -8,7 +8,6 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import psycopg2
 import pytest
@@ -17,9 +16,6 @@ from jobs.publish import publish
 from tests.support.harness import Client, PrivateDatabase, ServingProcess, seed_version, wait_for
 
 pytestmark = pytest.mark.integration
-
-if not Path("/usr/lib/postgresql/15/bin/initdb").exists():
-    pytest.skip("PostgreSQL 15 binaries are not installed", allow_module_level=True)
 
 USERS = list(range(1, 101))
 POPULAR = [f"hot{i}" for i in range(20)]
