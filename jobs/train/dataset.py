@@ -64,6 +64,7 @@ from contracts.names import (
     TIME_COL,
     USER_COL,
 )
+from jobs.files import replace_dir
 from jobs.train.splits import (  # noqa: F401 - temporal_split is part of this module's API
     COLD_COL,
     DEFAULT_TEST_FRACTION,
@@ -232,7 +233,7 @@ def build_dataset(
     """Build train/test(/test_cold) Parquet + manifest.json from snapshots; return the directory.
 
     `out` defaults to settings.lake_dir/datasets/<dataset_id>. Rerunning replaces the output
-    atomically (written aside, then renamed), so a crash never leaves a half dataset.
+    atomically (written aside, then swapped in), so a crash never leaves a half dataset.
     """
     from jobs.spark import get_spark
 
@@ -502,12 +503,9 @@ def manifest_for(
 
 
 def move_into_place(tmp: Path, out: Path, manifest: dict[str, Any]) -> None:
-    """Write the manifest last into `tmp`, then replace `out` with it by a rename."""
+    """Write the manifest last into `tmp`, then make it `out` in one atomic step."""
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    if out.exists():
-        shutil.rmtree(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp.rename(out)
+    replace_dir(tmp, out)
 
 
 def build_from_lake(

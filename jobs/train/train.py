@@ -33,6 +33,7 @@ import pandas as pd
 
 from contracts import settings
 from contracts.names import ITEM_COL, TIME_COL, USER_COL, K
+from jobs.files import replace_dir
 from jobs.models import families
 from jobs.models.base import Recommender
 from jobs.train import dataset, evaluate, registry
@@ -115,16 +116,21 @@ def fit_folds(
 
 
 def save_artifact(model: Recommender, root: Path, version_of) -> tuple[str, Path, str]:
-    """Save aside, hash, name (version_of(sha) -> version) and rename; (version, path, sha)."""
+    """Save aside, hash, name (version_of(sha) -> version) and swap in; (version, path, sha).
+
+    The version names the bytes, so an existing directory of that version that still hashes
+    to `sha` is the same artifact (a retried task): it is kept and the new copy dropped.
+    """
     tmp = root / f".tmp-{model.family}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save(tmp)
     sha = registry.artifact_sha256(tmp)
     version = version_of(sha)
     final = root / version
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
+    if final.exists() and registry.artifact_sha256(final) == sha:
+        shutil.rmtree(tmp)
+    else:
+        replace_dir(tmp, final)
     return version, final, sha
 
 
