@@ -122,6 +122,26 @@ def completed_snapshots(root: str | Path | None = None, topic: str | None = None
     return sorted(found, key=lambda m: snapshot_seq(m["snapshot_id"]))
 
 
+def previous_complete(manifest: dict[str, Any], root: str | Path | None = None) -> dict | None:
+    """Manifest of the last complete snapshot of the same topic before this one, any status.
+
+    Ingest starts where that one ended, quarantined or not, so offsets are judged against it.
+    """
+    base = snapshots_dir(root)
+    seq = snapshot_seq(manifest["snapshot_id"])
+    earlier = sorted(
+        (snapshot_seq(p.name), p)
+        for p in base.iterdir()
+        if SNAPSHOT_ID.fullmatch(p.name) and (p / MANIFEST).exists()
+    )
+    for other_seq, path in reversed(earlier):
+        if other_seq < seq:
+            other = read_manifest(path)
+            if other.get("topic") == manifest.get("topic"):
+                return other
+    return None
+
+
 def next_seq(root: str | Path | None = None) -> int:
     """Sequence number of the next snapshot: one more than any complete one in the lake."""
     base = snapshots_dir(root)

@@ -144,29 +144,64 @@ def rating_kl(current: np.ndarray, reference: np.ndarray) -> float:
     return float(np.sum(p * np.log(p / q)))
 
 
-def aggregates(
-    snapshot_dir: Path, manifest: dict, references: list[tuple[Path, dict]], limits: dict
-) -> dict[str, Any]:
-    """One row of whole-snapshot facts for the `snapshot` suite (drift None without reference)."""
-    counts = manifest["row_counts"]
-    rows = sum(counts.values())
-    files_ok = all(
-        lake.sha256_file(snapshot_dir / f["path"]) == f["sha256"] for f in manifest["files"]
+def files_verified(snapshot_dir: Path, manifest: dict) -> bool:
+    """Every file of the manifest is there with the bytes it had when the snapshot was written."""
+    for entry in manifest["files"]:
+        path = snapshot_dir / entry["path"]
+        if not path.is_file() or lake.sha256_file(path) != entry["sha256"]:
+            return False
+    return True
+
+
+def rows_on_disk(snapshot_dir: Path, manifest: dict) -> int:
+    """Rows in the snapshot's Parquet files as they are now (footers only; a lost file = 0)."""
+    rows = 0
+    for entry in manifest["files"]:
+        path = snapshot_dir / entry["path"]
+        if path.is_file():
+            with contextlib.suppress(pa.ArrowInvalid):  # unreadable footer: counts as lost
+                rows += pq.ParquetFile(path).metadata.num_rows
+    return rows
+
+
+def offsets_contiguous(manifest: dict, previous: dict | None) -> bool:
+    """Each partition starts where the previous complete snapshot (any status) ended.
+
+    Offsets lost to retention (`skipped_offsets`) are accounted for; a partition the previous
+    snapshot did not know is new and starts wherever the broker says.
+    """
+    if previous is None:
+        return True
+    prev_end = {p: end for p, (_start, end) in previous["offsets"].items()}
+    skipped = manifest.get("skipped_offsets", {})
+    return all(
+        prev_end[part] + skipped.get(part, 0) == start
+        for part, (start, _end) in manifest["offsets"].items()
+        if part in prev_end
     )
-    contiguous = True
-    if references:
-        prev_end = {p: e for _, m in references for p, (_, e) in m["offsets"].items()}
-        for part, (start, _end) in manifest["offsets"].items():
-            skipped = manifest.get("skipped_offsets", {}).get(part, 0)
-            if part in prev_end and prev_end[part] + skipped != start:
-                contiguous = False
+
+
+def aggregates(
+    snapshot_dir: Path,
+    manifest: dict,
+    references: list[tuple[Path, dict]],
+    limits: dict,
+    previous: dict | None = None,
+) -> dict[str, Any]:
+    """One row of whole-snapshot facts for the `snapshot` suite (drift None without reference).
+
+    `previous` is the last complete snapshot before this one whatever its status (offsets);
+    `references` are the last accepted ones (drift).
+    """
+    counts = manifest["row_counts"]
+    rows = rows_on_disk(snapshot_dir, manifest)
     out: dict[str, Any] = {
         "snapshot_id": manifest["snapshot_id"],
         "lines_read": manifest["lines_read"],
         "rows_and_rejects": rows,
-        "reconciled": rows == manifest["lines_read"],
-        "offsets_contiguous": contiguous,
-        "files_verified": files_ok,
+        "reconciled": rows == manifest["lines_read"] == sum(counts.values()),
+        "offsets_contiguous": offsets_contiguous(manifest, previous),
+        "files_verified": files_verified(snapshot_dir, manifest),
         "reject_rate": counts.get("rejects", 0) / max(1, manifest["lines_read"]),
         "volume_ratio": None,
         "rating_kl": None,
@@ -323,7 +358,8 @@ def validate_snapshot(
     manifest = lake.read_manifest(path)
     limits = thresholds()
     references = reference_snapshots(manifest, root, limits["reference_snapshots"], database_url)
-    facts = aggregates(path, manifest, references, limits)
+    previous = lake.previous_complete(manifest, root)
+    facts = aggregates(path, manifest, references, limits, previous)
     frames = table_frames(path, limits["sample_rows"])
     import pandas as pd
 

@@ -17,3 +17,14 @@ CREATE TABLE IF NOT EXISTS snapshots (
     max_event_time  timestamp
 );
 CREATE INDEX IF NOT EXISTS snapshots_status_time ON snapshots (status, max_event_time);
+
+-- Quarantined snapshots an operator re-admitted after inspection (python -m jobs.ingest.readmit):
+-- who, why, when, and what validation had said. The snapshot's status becomes `accepted`.
+CREATE TABLE IF NOT EXISTS snapshot_readmissions (
+    snapshot_id         text NOT NULL REFERENCES snapshots (snapshot_id),
+    readmitted_by       text NOT NULL,
+    reason              text NOT NULL CHECK (length(trim(reason)) > 0),
+    quarantine_reasons  text,                    -- snapshots.reasons when it was re-admitted
+    readmitted_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (snapshot_id, readmitted_at)
+);
