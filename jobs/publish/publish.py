@@ -218,15 +218,16 @@ def _lock_version(cur, reco_version: str):
     return cur.fetchone()
 
 
-def _mark(url: str | None, reco_version: str, status: str) -> None:
-    """Record a version's status; best effort, so it never hides the error being handled."""
+def _mark_failed(url: str | None, reco_version: str, model_version: str, table: str) -> None:
+    """Record a failed load (best effort, so it never hides the error being handled); a
+    version that another run audited or published meanwhile keeps its status."""
     try:
         conn = connect(url)
     except psycopg2.Error:
         return
     try:
         with conn, conn.cursor() as cur:
-            cur.execute(query("versions", "set_status"), (status, reco_version))
+            cur.execute(query("versions", "mark_failed"), (reco_version, model_version, table))
     except psycopg2.Error:
         pass
     finally:
@@ -244,7 +245,10 @@ def load_recommendations(
     """COPY (user_id, ids) rows into a new standalone table for `reco_version`; return its name.
 
     Rows are streamed (never held in memory) and checked as they go; a bad row, an exception
-    or a killed process rolls the whole load back and leaves what is served untouched.
+    or a killed process rolls the whole load back and leaves what is served untouched. The
+    status check, the table and its 'loaded' row are one transaction under the version's
+    advisory lock, so a second loader of the same version (an Airflow retry beside a zombie
+    task), its audit and `retire_old` wait for it instead of interleaving with it.
     """
     from tqdm import tqdm
 
@@ -253,7 +257,8 @@ def load_recommendations(
         total = len(rows)
     conn = connect(url)
     try:
-        _register_load(conn, reco_version, model_version, table)
+        with conn.cursor() as cur:
+            _register_load(cur, reco_version, model_version, table)
         stream = None
         try:
             with tqdm(total=total, unit="users", desc=f"COPY {reco_version}", disable=None) as bar:
@@ -262,27 +267,28 @@ def load_recommendations(
             conn.commit()
         except BaseException as exc:
             conn.rollback()
-            _mark(url, reco_version, "failed")
+            _mark_failed(url, reco_version, model_version, table)
             if isinstance(exc, psycopg2.errors.UniqueViolation):
                 raise PublishError(f"{reco_version}: a user appears more than once") from exc
             if stream is not None and stream.error is not None and stream.error is not exc:
                 raise stream.error from None  # the rows' own error, not COPY's wrapper
             raise
+    except PublishError:
+        conn.rollback()
+        raise
     finally:
         conn.close()
     return table
 
 
-def _register_load(conn, reco_version: str, model_version: str, table: str) -> None:
-    """Record the version as 'loaded' (committed), unless it is already audited or served."""
-    with conn.cursor() as cur:
-        existing = _lock_version(cur, reco_version)
-        if existing and existing[0] not in ("loaded", "failed"):
-            raise PublishError(
-                f"{reco_version} is already {existing[0]}; load a new version instead"
-            )
-        cur.execute(query("versions", "register_load"), (reco_version, model_version, table))
-    conn.commit()
+def _register_load(cur, reco_version: str, model_version: str, table: str) -> None:
+    """Take the version's lock and record it as 'loaded' (uncommitted, with the table), unless
+    it is already audited, served or retired."""
+    cur.execute(query("tables", "lock_name"), (table,))
+    existing = _lock_version(cur, reco_version)
+    if existing and existing[0] not in ("loaded", "failed"):
+        raise PublishError(f"{reco_version} is already {existing[0]}; load a new version instead")
+    cur.execute(query("versions", "register_load"), (reco_version, model_version, table))
 
 
 def _write_table(conn, stream: _CopyStream, reco_version: str, table: str) -> None:
@@ -290,7 +296,6 @@ def _write_table(conn, stream: _CopyStream, reco_version: str, table: str) -> No
     ident = sql.Identifier(table)
     version = sql.Literal(reco_version)
     with conn.cursor() as cur:
-        cur.execute(query("tables", "lock_name"), (table,))
         cur.execute(query("tables", "drop", table=ident))
         cur.execute(query("tables", "create", table=ident, version=version))
         copy = query("tables", "copy", table=ident).as_string(cur)
@@ -355,7 +360,9 @@ def audit(
 
 
 def _loaded_table(cur, reco_version: str) -> str:
-    """The table of a version waiting for its audit (locked), or PublishError."""
+    """The table of a version waiting for its audit, or PublishError. Takes the loader's lock
+    first, so an audit never reads a table that a second loader is replacing."""
+    cur.execute(query("tables", "lock_name"), (table_name(reco_version),))
     row = _lock_version(cur, reco_version)
     if row is None:
         raise PublishError(f"{reco_version} was never loaded")
@@ -416,7 +423,10 @@ def _require_attached(cur, reco_version: str) -> None:
 
 
 def publish(reco_version: str, url: str | None = None) -> str | None:
-    """Serve `reco_version` from now on (one transaction); return the version it replaced."""
+    """Serve `reco_version` from now on (one transaction); return the version it replaced.
+
+    The registry's production model becomes this version's model in the same transaction.
+    """
     conn = connect(url)
     try:
         with conn.cursor() as cur:
@@ -427,10 +437,20 @@ def publish(reco_version: str, url: str | None = None) -> str | None:
                 return current
             cur.execute(query("pointer", "switch_reco"), (reco_version,))
             cur.execute(query("versions", "mark_published"), (reco_version,))
+            _sync_registry(cur, reco_version, f"published as {reco_version}", current)
         conn.commit()
         return current
     finally:
         conn.close()
+
+
+def _sync_registry(cur, served: str, reason: str, replaced: str | None) -> None:
+    """Make the registry's production model the one `served` now uses (same transaction)."""
+    from jobs.train import registry
+
+    cur.execute(query("versions", "model_of"), (served,))
+    model_version = cur.fetchone()[0]
+    registry.promote_in(cur, model_version, reason, f"{replaced} no longer served ({reason})")
 
 
 def load_and_publish(
@@ -455,7 +475,11 @@ def load_and_publish(
 
 
 def rollback(url: str | None = None, popular: bool = False) -> tuple[str, str]:
-    """Swap the live and previous versions (reco, or popular with popular=True); (new, old)."""
+    """Swap the live and previous versions (reco, or popular with popular=True); (new, old).
+
+    A reco rollback updates the registry in the same transaction: the model served again is
+    production, the rolled-back one is retired (so the next gate compares against what is
+    served)."""
     conn = connect(url)
     try:
         with conn.cursor() as cur:
@@ -470,6 +494,7 @@ def rollback(url: str | None = None, popular: bool = False) -> tuple[str, str]:
                     raise PublishError("no previous reco version to roll back to")
                 _require_attached(cur, prev_reco)
                 cur.execute(query("pointer", "rollback_reco"))
+                _sync_registry(cur, prev_reco, f"served again: rolled back from {reco}", reco)
                 new, old = prev_reco, reco
         conn.commit()
         return new, old
@@ -511,35 +536,66 @@ def publish_popular(
 
 def retire_old(keep: int = 3, url: str | None = None) -> list[str]:
     """Drop the tables of versions that are not live, previous, in an active experiment, nor
-    among the `keep` newest attached; failed loads are dropped too. Returns retired versions."""
+    among the `keep` newest attached; failed loads are dropped too. Returns retired versions.
+
+    Each version is retired in its own transaction that locks the pointer, the experiments
+    and the version (and takes its loader's lock), re-reading what is protected under those
+    locks: a concurrent publish, experiment start or reload either commits first (and the
+    version is kept) or finds it 'retired' and fails cleanly. Attached tables are detached
+    and dropped afterwards (DETACH … CONCURRENTLY cannot run inside a transaction)."""
     conn = connect(url)
-    conn.autocommit = True  # DETACH … CONCURRENTLY cannot run inside a transaction block
     retired = []
     try:
         with conn.cursor() as cur:
-            cur.execute(query("versions", "protected"))
-            protected = {v for row in cur.fetchall() for v in row if v}
             cur.execute(query("versions", "retire_candidates"))
-            attached_seen = 0
-            for reco_version, table, status in cur.fetchall():
-                if status in ATTACHED:
-                    attached_seen += 1
-                    if attached_seen <= keep or reco_version in protected:
-                        continue
-                _drop_version_table(cur, table)
-                cur.execute(query("versions", "set_status"), ("retired", reco_version))
+            candidates = cur.fetchall()
+        conn.rollback()
+        attached_seen = 0
+        for reco_version, table, status in candidates:
+            if status in ATTACHED:
+                attached_seen += 1
+                if attached_seen <= keep:
+                    continue
+            if status == "retired" or _retire_one(conn, reco_version, table, status):
+                _drop_version_table(conn, table)
                 retired.append(reco_version)
     finally:
         conn.close()
     return retired
 
 
-def _drop_version_table(cur, table: str) -> None:
-    """Detach the table from `recommendations` if it is a partition, then drop it."""
-    cur.execute(query("tables", "is_attached"), (table,))
-    if cur.fetchone():
-        cur.execute(query("tables", "detach", table=sql.Identifier(table)))
-    cur.execute(query("tables", "drop", table=sql.Identifier(table)))
+def _retire_one(conn, reco_version: str, table: str, status: str) -> bool:
+    """Mark one version retired (committed) unless it is protected or changed; True if so."""
+    with conn.cursor() as cur:
+        _lock_pointer(cur)
+        cur.execute(query("experiments", "lock_for_retire"))
+        cur.execute(query("versions", "protected"))
+        protected = {v for row in cur.fetchall() for v in row if v}
+        cur.execute(query("tables", "try_lock_name"), (table,))
+        free = cur.fetchone()[0]
+        if reco_version in protected or not free:
+            conn.rollback()
+            return False
+        cur.execute(query("versions", "lock_if_status"), (reco_version, status))
+        if cur.fetchone() is None:  # published, reloaded or retired since the list was read
+            conn.rollback()
+            return False
+        cur.execute(query("versions", "set_status"), ("retired", reco_version))
+    conn.commit()
+    return True
+
+
+def _drop_version_table(conn, table: str) -> None:
+    """Detach a retired version's table from `recommendations` if attached, then drop it."""
+    conn.autocommit = True  # DETACH … CONCURRENTLY cannot run inside a transaction block
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query("tables", "is_attached"), (table,))
+            if cur.fetchone():
+                cur.execute(query("tables", "detach", table=sql.Identifier(table)))
+            cur.execute(query("tables", "drop", table=sql.Identifier(table)))
+    finally:
+        conn.autocommit = False
 
 
 def served_rows(reco_version: str, url: str | None = None) -> int:

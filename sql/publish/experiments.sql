@@ -4,6 +4,10 @@
 -- Two concurrent starts cannot both see "no active experiment".
 LOCK TABLE experiments IN SHARE ROW EXCLUSIVE MODE
 
+-- name: lock_for_retire
+-- Retire reads the active experiment's versions: no start or stop may commit meanwhile.
+LOCK TABLE experiments IN SHARE MODE
+
 -- name: active
 SELECT experiment_id FROM experiments WHERE active
 

@@ -5,6 +5,10 @@
 -- Serialises two loads of the same version for the rest of the transaction.
 SELECT pg_advisory_xact_lock(hashtext(%s))
 
+-- name: try_lock_name
+-- The same lock, without waiting: retire skips a version that a loader is (re)writing.
+SELECT pg_try_advisory_xact_lock(hashtext(%s))
+
 -- name: drop
 DROP TABLE IF EXISTS {table}
 

@@ -18,6 +18,14 @@ SET model_version = EXCLUDED.model_version,
     status = 'loaded',
     created_at = now()
 
+-- name: mark_failed
+-- A load that failed; a version audited or served meanwhile (by another run) keeps its status.
+INSERT INTO reco_versions (reco_version, model_version, table_name, n_users, status)
+VALUES (%s, %s, %s, 0, 'failed')
+ON CONFLICT (reco_version) DO UPDATE
+SET status = 'failed'
+WHERE reco_versions.status IN ('loaded', 'failed')
+
 -- name: set_n_users
 UPDATE reco_versions SET n_users = %s WHERE reco_version = %s
 
@@ -37,11 +45,20 @@ ORDER BY created_at DESC
 LIMIT 20
 
 -- name: retire_candidates
--- Attached versions newest first (the caller keeps the newest N), and failed loads.
+-- Attached versions newest first (the caller keeps the newest N), failed loads, and retired
+-- versions whose table a crashed retire left behind.
 SELECT reco_version, table_name, status
 FROM reco_versions
 WHERE status IN ('audited', 'published', 'failed')
+   OR (status = 'retired' AND to_regclass(table_name) IS NOT NULL)
 ORDER BY created_at DESC, reco_version DESC
+
+-- name: lock_if_status
+-- The version's row, locked, if its status is still the one the caller saw.
+SELECT 1 FROM reco_versions WHERE reco_version = %s AND status = %s FOR UPDATE
+
+-- name: model_of
+SELECT model_version FROM reco_versions WHERE reco_version = %s
 
 -- name: protected
 -- Versions that must keep their tables: live, previous, and those in an active experiment.
