@@ -136,18 +136,39 @@ def set_status(
         if cur.fetchone() is None:
             raise KeyError(f"no model version {model_version!r} in the registry")
         if status == "production":
-            cur.execute(
-                "UPDATE model_registry SET status = 'retired', updated_at = now(), "
-                "status_reason = %s WHERE status = 'production' AND model_version <> %s",
-                (f"replaced by {model_version}", model_version),
-            )
-        cur.execute(
-            "UPDATE model_registry SET status = %s, status_reason = %s, updated_at = now() "
-            "WHERE model_version = %s",
-            (status, reason, model_version),
-        )
+            promote_in(cur, model_version, reason, f"replaced by {model_version}")
+        else:
+            _set_in(cur, model_version, status, reason)
     conn.close()
     return get(model_version, database_url)
+
+
+def _set_in(cur, model_version: str, status: str, reason: str | None) -> None:
+    cur.execute(
+        "UPDATE model_registry SET status = %s, status_reason = %s, updated_at = now() "
+        "WHERE model_version = %s",
+        (status, reason, model_version),
+    )
+
+
+def promote_in(cur, model_version: str | None, reason: str | None, retired_reason: str) -> bool:
+    """On the caller's transaction: retire the production model (unless it is `model_version`)
+    and make `model_version` production; True when it is a registered version.
+
+    Publish and rollback call it with the pointer switch, so the registry's production model
+    is always the one served. An unregistered (or None) version leaves no production model.
+    """
+    cur.execute("LOCK TABLE model_registry IN SHARE ROW EXCLUSIVE MODE")
+    cur.execute(
+        "UPDATE model_registry SET status = 'retired', updated_at = now(), "
+        "status_reason = %s WHERE status = 'production' AND model_version IS DISTINCT FROM %s",
+        (retired_reason, model_version),
+    )
+    cur.execute("SELECT 1 FROM model_registry WHERE model_version = %s", (model_version,))
+    if cur.fetchone() is None:
+        return False
+    _set_in(cur, model_version, "production", reason)
+    return True
 
 
 def _rows(query: str, args: tuple, database_url: str | None) -> list[dict[str, Any]]:
