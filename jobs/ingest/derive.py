@@ -6,8 +6,9 @@
                      later Kafka position)
 
 Functions return pandas frames; write_derived() stores them as Parquet under
-<lake>/derived/<table>/part-00000.parquet (write aside, then rename), readable from Spark with
-`spark.read.parquet(path)`.
+<lake>/derived/<table>/part-00000.parquet, readable from Spark with `spark.read.parquet(path)`.
+Each table is written aside, then swapped in by jobs.files.replace_dir (one rename of a link):
+a kill at any step leaves the old or the new table whole, never none.
 
     python -m jobs.ingest.derive [--start ISO] [--end ISO]
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 from collections.abc import Sequence
 from datetime import datetime
@@ -35,6 +35,7 @@ from contracts.names import (
     TIME_COL,
     USER_COL,
 )
+from jobs.files import replace_dir
 from jobs.ingest import lake, parse
 
 DERIVED_TABLES = ("watch_sessions", "latest_ratings")
@@ -104,12 +105,7 @@ def write_derived(
         table = pa.Table.from_pandas(build(snapshots), preserve_index=False)
         pq.write_table(table, tmp / "part-00000.parquet")
         (tmp / "_SOURCES.json").write_text(json.dumps([str(s) for s in snapshots], indent=1))
-        old = root / lake.DERIVED / f"_old-{name}"
-        if final.exists():
-            os.rename(final, old)
-        os.rename(tmp, final)
-        if old.exists():
-            shutil.rmtree(old)
+        replace_dir(tmp, final)  # swapped in by one rename: never a moment without it
         out[name] = str(final)
     return out
 
