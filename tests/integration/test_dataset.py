@@ -80,9 +80,19 @@ def write_snapshot(root: Path, snapshot_id: str, watch: pd.DataFrame, rate: pd.D
     return snap
 
 
+def with_late_arrivals(watch: pd.DataFrame, rate: pd.DataFrame, newest_day: float = 59.9):
+    """Add what arrives after any cut: two new users, and a new movie watched by user 1."""
+    at = START + pd.Timedelta(days=newest_day)
+    known = watch["movie_id"].iloc[0]
+    late = [(at, 10_001, known, 0), (at, 10_002, known, 10), (at, 1, "late+arrival+2000", 0)]
+    late = pd.DataFrame(late, columns=watch.columns)
+    return pd.concat([watch, late], ignore_index=True), rate
+
+
 @pytest.fixture(scope="module")
 def world():
-    return planted_world()
+    watch, rate, tastes, genres = planted_world()
+    return (*with_late_arrivals(watch, rate), tastes, genres)
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +115,7 @@ def built(world, spark, tmp_path_factory):
 def test_interactions_hold_latest_rating_and_fraction_watched(built):
     out, watch, rate = built
     train, test = dataset.load_split(out)
-    both = pd.concat([train, test])
+    both = pd.concat([train, test, dataset.load_cold(out).drop(columns="cold")])
     assert not both.duplicated(["user_id", "movie_id"]).any()
     pairs = pd.concat([watch[["user_id", "movie_id"]], rate[["user_id", "movie_id"]]])
     assert len(both) == len(pairs.drop_duplicates())
@@ -130,7 +140,7 @@ def test_global_time_split_has_no_leakage(built):
     cutoff = pd.Timestamp(split["cutoff"]).tz_localize(None)
     # One cutoff for everybody: nothing at or after T is in train, nothing before T in test.
     assert train["event_time"].max() < cutoff <= test["event_time"].min()
-    assert len(cold) == 0 or cold["event_time"].min() >= cutoff
+    assert len(cold) > 0 and cold["event_time"].min() >= cutoff
     # The latest part of each user's history is held out: test after all of that user's train.
     last_train = train.groupby("user_id")["event_time"].max()
     first_test = test.groupby("user_id")["event_time"].min()
@@ -138,7 +148,7 @@ def test_global_time_split_has_no_leakage(built):
     # Test users and movies all have training history; the others are reported as cold.
     assert test["user_id"].isin(train["user_id"]).all()
     assert test["movie_id"].isin(train["movie_id"]).all()
-    assert set(cold["cold"]) <= {"user", "item"}
+    assert set(cold["cold"]) == {"user", "item"}
     # About test_fraction of the interactions are after T.
     total = len(train) + len(test) + len(cold)
     assert 0.15 <= (len(test) + len(cold)) / total <= 0.25
@@ -154,8 +164,10 @@ def test_per_user_split_is_still_available(built, spark, tmp_path):
     last_train = train.groupby("user_id")["event_time"].max()
     first_test = test.groupby("user_id")["event_time"].min()
     assert (last_train.reindex(first_test.index) <= first_test).all()
-    # 14 interactions per user, test fraction 0.2: floor(2.8) = 2 held out per user.
-    assert (test.groupby("user_id").size() == 2).all()
+    # Test fraction 0.2: floor(0.2 n) of each user's n interactions are held out (2 of 14).
+    held_out = test.groupby("user_id").size()
+    expected = (0.2 * pd.concat([train, test]).groupby("user_id").size()).astype(int)
+    assert (held_out == expected.reindex(held_out.index)).all() and (held_out == 2).mean() > 0.9
     manifest = dataset.read_manifest(per_user)
     assert manifest["split"]["kind"] == "per_user" and "floor(0.2" in manifest["split"]["rule"]
     assert len(dataset.load_cold(per_user)) == 0

@@ -77,7 +77,11 @@ def test_registry_rows_carry_provenance_and_measurements(world, trained):
         m = row["metrics"]
         assert m["fit_seconds"] > 0 and m["recommend_users_per_second"] > 0
         assert m["disk_bytes"] > 0 and m["memory_bytes"] > 0
-        assert set(m["by_group"]["history"]) <= {"new", "medium", "heavy"}
+        assert m["by_group"]["history"] and set(m["by_group"]["history"]) <= {
+            "new",
+            "medium",
+            "heavy",
+        }
     assert "rmse" in registry.get(versions["svd_surprise"], url)["metrics"]
     assert "rmse" not in registry.get(versions["item_knn"], url)["metrics"]
 
