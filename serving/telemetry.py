@@ -32,6 +32,7 @@ from contracts import settings as settings_mod
 log = logging.getLogger("recs.serving")
 LOG_MAX_BYTES = 50 * 1024 * 1024
 LOG_BACKUPS = 5
+LOG_QUEUE_RECORDS = 100_000  # about 30 MB of queued records; beyond it records are dropped
 
 REQUESTS = Counter(
     "recs_requests_total",
@@ -60,6 +61,15 @@ PUBLISHED_AGE = Gauge(
     "Seconds since the served reco version was published (as of the last pointer refresh).",
     multiprocess_mode="livemax",
 )
+LOG_DROPPED = Counter(
+    "recs_prediction_log_dropped_total",
+    "Prediction records dropped because the writer's bounded queue was full.",
+)
+LOG_ERRORS = Counter(
+    "recs_prediction_log_errors_total",
+    "Errors of the prediction-log writer (the thread logs each one and keeps going), by stage.",
+    ["stage"],
+)
 # Labelled so that no value exists until a worker sets one (the preloading master never does).
 DB_UP = Gauge(
     "recs_db_available",
@@ -85,6 +95,11 @@ class PredictionLog:
     `flush_interval_s`, encodes what is queued and writes it with one call. (The logging
     module's QueueHandler/RotatingFileHandler chain cost a LogRecord per request and a write
     plus a seek per record.) Rotation keeps `backups` old files of at most `max_bytes` each.
+
+    The writer never dies of an error: each one is logged and counted
+    (recs_prediction_log_errors_total), a failed rotation reopens the file, and the queue is
+    bounded: when the writer cannot keep up, records are dropped and counted
+    (recs_prediction_log_dropped_total) instead of growing memory.
     """
 
     def __init__(
@@ -93,15 +108,18 @@ class PredictionLog:
         max_bytes: int = LOG_MAX_BYTES,
         backups: int = LOG_BACKUPS,
         flush_interval_s: float = 0.05,
+        max_queued: int = LOG_QUEUE_RECORDS,
     ) -> None:
         self.path = Path(log_dir) / f"predictions-{os.getpid()}.jsonl"
         self.max_bytes = max_bytes
         self.backups = backups
         self.flush_interval_s = flush_interval_s
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._queue: queue.Queue = queue.Queue(maxsize=max_queued)
         self._thread: threading.Thread | None = None
         self._file = None
         self._size = 0
+        self.dropped = 0  # this object's drops (the counter above is the process's)
+        self.errors = 0
 
     def start(self) -> None:
         """Open the file and start the writer thread."""
@@ -112,13 +130,23 @@ class PredictionLog:
         self._thread.start()
 
     def write(self, payload: dict) -> None:
-        """Queue one prediction record (returns at once; the writer thread writes it)."""
-        self._queue.put((time.time(), payload))
+        """Queue one prediction record (returns at once; dropped and counted when full)."""
+        try:
+            self._queue.put_nowait((time.time(), payload))
+        except queue.Full:
+            self.dropped += 1
+            LOG_DROPPED.inc()
+
+    @property
+    def alive(self) -> bool:
+        """True while the writer thread runs."""
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self) -> None:
         """Flush what is queued and stop the writer thread."""
         if self._thread is not None:
-            self._queue.put(_STOP)
+            with contextlib.suppress(queue.Full):  # full: the writer is draining it
+                self._queue.put(_STOP, timeout=10)
             self._thread.join(timeout=10)
             self._thread = None
         if self._file is not None:
@@ -133,14 +161,22 @@ class PredictionLog:
             with contextlib.suppress(queue.Empty):
                 while True:
                     batch.append(self._queue.get_nowait())
-            lines = [_json_line(item).encode("utf-8") for item in batch if item is not _STOP]
-            try:
-                self._emit(lines)
-            except OSError:
-                # A full disk must not stop serving; say so on the error log and go on.
-                log.exception("prediction log: could not write %d records", len(lines))
+            self._write_batch([item for item in batch if item is not _STOP])
             if any(item is _STOP for item in batch):
                 return
+
+    def _write_batch(self, batch: list) -> None:
+        """Encode and write one batch; any error is logged and counted, never raised."""
+        try:
+            lines = [_json_line(item).encode("utf-8") for item in batch]
+            self._emit(lines)
+        except Exception:  # a full disk or a bad record must not stop the writer; say so
+            self._error("write", "could not write %d records", len(batch))
+
+    def _error(self, stage: str, message: str, *args) -> None:
+        self.errors += 1
+        LOG_ERRORS.labels(stage).inc()
+        log.exception("prediction log: " + message, *args)
 
     def _emit(self, lines: list[bytes]) -> None:
         """Write the batch in one call, rotating first wherever a line would pass max_bytes."""
@@ -157,22 +193,37 @@ class PredictionLog:
 
     def _write(self, chunk: list[bytes], size: int) -> None:
         if chunk:
+            if self._file is None or self._file.closed:
+                self._reopen()
             self._file.write(b"".join(chunk))
             self._file.flush()
             self._size += size
 
     def _rotate(self) -> None:
-        self._file.close()
-        for index in range(self.backups - 1, 0, -1):
-            older = self.path.with_name(f"{self.path.name}.{index}")
-            if older.exists():
-                older.replace(self.path.with_name(f"{self.path.name}.{index + 1}"))
-        if self.backups > 0:
-            self.path.replace(self.path.with_name(f"{self.path.name}.1"))
-        else:
-            self.path.unlink(missing_ok=True)
+        """Shift the backups and start a new file; whatever fails, a file is open afterwards."""
+        if self._file is not None:
+            self._file.close()
+        failed = False
+        try:
+            for index in range(self.backups - 1, 0, -1):
+                older = self.path.with_name(f"{self.path.name}.{index}")
+                if older.exists():
+                    older.replace(self.path.with_name(f"{self.path.name}.{index + 1}"))
+            if self.backups > 0:
+                self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+            else:
+                self.path.unlink(missing_ok=True)
+        except OSError:
+            failed = True
+            self._error("rotate", "rotation of %s failed; appending to it", self.path)
+        finally:
+            self._reopen()
+            if failed:
+                self._size = 0  # try again after another max_bytes, not on every line
+
+    def _reopen(self) -> None:
         self._file = open(self.path, "ab")  # noqa: SIM115 - closed by stop()
-        self._size = 0
+        self._size = self._file.tell()
 
 
 _STOP = object()
