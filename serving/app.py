@@ -1,8 +1,9 @@
-"""The serving tier: GET /recommend/<userid> answered by one indexed lookup, never a 5xx.
+"""The serving tier: GET /recommend/<userid> answered by one indexed lookup.
 
 A known user gets the published list (X-Rec-Source: model), an unknown or cold user the
 popularity list (popular), and when the database cannot answer, everybody gets the
-in-process copy of the popularity list (cache). The server does no ML and imports no model
+in-process copy of the popularity list (cache). Only when there is no list at all (a cold
+start with the database down and no cache file) is the answer a 503 with the reason. The server does no ML and imports no model
 code; configuration comes from the environment, through contracts.settings.
 
 `create_app` only wires: the routes are methods of `Handlers`, which holds what they share
@@ -101,7 +102,10 @@ class Handlers:
 
     # ------------------------------------------------------------------ answers
     def respond(self, answer: Answer) -> Response:
-        """The 200 text answer with its headers, counted, timed and logged."""
+        """The 200 text answer with its headers, counted, timed and logged; a 503 with the
+        reason when there is no list at all to give (never an empty 200)."""
+        if not answer.items:
+            return self.no_list(answer.fallback_reason or "no popularity list is published")
         headers = [
             ("X-Model-Version", answer.model_version),
             ("X-Rec-Source", answer.source),
@@ -130,6 +134,14 @@ class Handlers:
                 }
             )
         return _text(answer.items, 200, headers)
+
+    def no_list(self, reason: str) -> Response:
+        """503 when not even a popularity list is loaded (a cold start while the database is
+        down, or nothing published yet): the client should retry, the balancer look elsewhere."""
+        telemetry.REQUESTS.labels("recommend", "503", "none").inc()
+        reason = " ".join(reason.split()) or "unknown reason"
+        body = f"503 Service Unavailable: no recommendation list is loaded yet ({reason})"
+        return _text(body, 503, [("Retry-After", "1")])
 
     def fallback(self, user_id: int | None, request_id: str, started: float, why: str) -> Response:
         """The designed degraded path: the in-process popularity copy, source `cache`."""

@@ -213,3 +213,49 @@ def test_breaker_trips_on_a_run_of_timeouts_or_at_once_when_broken(tmp_path):
     real.db_ok = True
     real.mark_unavailable(Unavailable("query failed: server closed the connection", broken=True))
     assert not real.db_ok
+
+
+def _assert_no_list_503(response, why: str) -> None:
+    body = response.get_data(as_text=True)
+    assert response.status_code == 503, body
+    assert body.startswith("503 Service Unavailable: no recommendation list is loaded yet (")
+    assert why in body and "\n" not in body
+    assert response.headers["Retry-After"] == "1"
+    assert "X-Rec-Source" not in response.headers
+
+
+def test_cold_start_with_the_database_down_is_a_503_with_the_reason_never_an_empty_200():
+    from serving.state import EMPTY_CACHE
+
+    state = FakeState(FakeStore({}))
+    state.pointer, state.cache, state.db_ok = None, EMPTY_CACHE, False
+    state.last_error = "pointer refresh failed: connection refused"
+    client = create_app(state).test_client()
+    for user in (7, 8, 10**12):
+        _assert_no_list_503(client.get(f"/recommend/{user}"), "connection refused")
+    assert client.get("/recommend/abc").status_code == 400  # bad input is still a 400
+    state.cache = CachedList("pop-0", "c1,c2")  # a list arrives: the designed fallback again
+    response = client.get("/recommend/7")
+    assert (response.status_code, response.get_data(as_text=True)) == (200, "c1,c2")
+    assert response.headers["X-Rec-Source"] == "cache"
+
+
+def test_unknown_user_with_no_popularity_list_anywhere_is_a_503(store):
+    from serving.state import EMPTY_CACHE
+
+    state = FakeState(store)
+    state.pointer = Pointer("v1", "model-1", None, None, "", None, None)
+    state.cache = EMPTY_CACHE
+    client = create_app(state).test_client()
+    assert client.get("/recommend/7").status_code == 200  # a known user has a model list
+    _assert_no_list_503(client.get("/recommend/8"), "no popularity list is published")
+
+
+def test_a_bug_with_no_list_to_fall_back_to_is_a_503_not_an_empty_200():
+    from serving.state import EMPTY_CACHE
+
+    state = FakeState(FakeStore({}, error=Unavailable("statement timeout")))
+    state.cache = EMPTY_CACHE
+    state.mark_unavailable = None  # calling it raises TypeError: an unexpected bug
+    client = create_app(state).test_client()
+    _assert_no_list_503(client.get("/recommend/7"), "internal error")
