@@ -125,6 +125,12 @@ def pg_bin() -> Path:
     return Path(os.environ.get("PG_BIN") or "/usr/lib/postgresql/15/bin")
 
 
+def postgres_homes_dir() -> Path:
+    """Where the platform cluster lives when the `postgres` OS user cannot reach the checkout
+    (RECS_POSTGRES_HOMES, default /var/lib/movierecs; one subdirectory per checkout)."""
+    return Path(os.environ.get("RECS_POSTGRES_HOMES") or "/var/lib/movierecs")
+
+
 def running_in_ci() -> bool:
     """CI=true (or 1/yes): the test run treats every skipped test as a failure."""
     return (os.environ.get("CI") or "").strip().lower() in ("1", "true", "yes")

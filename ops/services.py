@@ -12,6 +12,7 @@ import argparse
 import base64
 import contextlib
 import getpass
+import hashlib
 import json
 import os
 import secrets
@@ -189,7 +190,8 @@ class PostgresCluster:
     def _as_owner(self, argv: list[str], **kw) -> subprocess.CompletedProcess:
         if os.geteuid() == 0:
             argv = ["runuser", "-u", "postgres", "--", *argv]
-        return subprocess.run(argv, check=True, capture_output=True, text=True, **kw)
+        # cwd "/": the caller's directory may be one the server's OS user cannot enter.
+        return subprocess.run(argv, check=True, capture_output=True, text=True, cwd="/", **kw)
 
     def _prepare_dirs(self) -> None:
         for path in (self.data_dir.parent, self.socket_dir):
@@ -327,15 +329,62 @@ def _ensure_database(cluster: PostgresCluster, name: str, owner: str) -> None:
         cluster.psql(f'CREATE DATABASE "{name}" OWNER "{owner}"')
 
 
+def _postgres_record() -> Path:
+    """The file naming where this checkout's cluster lives when it is outside .var/."""
+    return _cfg().var_dir / "postgres.home"
+
+
+def _server_user_reaches(path: Path) -> bool:
+    """True when the server's OS user can traverse to `path` (its nearest existing ancestor)."""
+    if os.geteuid() != 0:
+        return True  # the server runs as the invoking user
+    while not path.exists():
+        path = path.parent
+    probe = ["runuser", "-u", "postgres", "--", "test", "-x", str(path)]
+    return subprocess.run(probe, check=False, cwd="/").returncode == 0
+
+
+def postgres_home() -> Path:
+    """Directory of the platform cluster (data, socket, log).
+
+    `.var/postgres` when the server's OS user can reach it; otherwise (a checkout under a
+    0700 home, say) a directory of its own under RECS_POSTGRES_HOMES, named by a hash of this
+    checkout's .var/ and recorded in .var/postgres.home so status, stop and reset find it.
+    """
+    cfg = _cfg()
+    record = _postgres_record()
+    if record.exists():
+        return Path(record.read_text().strip())
+    local = cfg.var_dir / "postgres"
+    if (local / "data" / "PG_VERSION").exists() or _server_user_reaches(cfg.var_dir):
+        return local
+    digest = hashlib.sha256(str(cfg.var_dir.resolve()).encode()).hexdigest()[:16]
+    return settings_mod.postgres_homes_dir() / digest
+
+
 def platform_postgres() -> PostgresCluster:
     """The embedded platform cluster, on the port of DATABASE_URL."""
     cfg = _cfg()
     _, _, _, port, _ = _url_parts(cfg.database_url)
-    return PostgresCluster(
-        data_dir=cfg.var_dir / "postgres" / "data",
-        port=port,
-        log=cfg.log_dir / "postgres.log",
-    )
+    home = postgres_home()
+    inside = home == cfg.var_dir / "postgres"
+    log = cfg.log_dir / "postgres.log" if inside else home / "postgres.log"
+    return PostgresCluster(data_dir=home / "data", port=port, log=log)
+
+
+def _record_postgres_home(cluster: PostgresCluster) -> None:
+    """Remember an outside cluster in .var/postgres.home, its log linked from .var/log."""
+    cfg = _cfg()
+    home = cluster.data_dir.parent
+    if home == cfg.var_dir / "postgres":
+        return
+    record = _postgres_record()
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(f"{home}\n")
+    link = cfg.log_dir / "postgres.log"
+    if not link.exists() and not link.is_symlink():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(cluster.log)
 
 
 def _bootstrap_postgres(cluster: PostgresCluster) -> None:
@@ -361,6 +410,7 @@ def _bootstrap_postgres(cluster: PostgresCluster) -> None:
 def start_postgres(quiet: bool = False) -> bool:
     ensure_postgres_binaries()
     cluster = platform_postgres()
+    _record_postgres_home(cluster)
     started = cluster.start()
     _bootstrap_postgres(cluster)
     from contracts import db
@@ -704,6 +754,10 @@ def reset(quiet: bool = False) -> None:
     """Stop everything and delete local state under .var/ (downloads in .cache/ stay)."""
     down(ALL, quiet=quiet)
     var = _cfg().var_dir
+    home = postgres_home()
+    if home.exists() and home.is_relative_to(settings_mod.postgres_homes_dir()):
+        shutil.rmtree(home)
+        _say(f"removed {home}", quiet)
     if var.exists():
         shutil.rmtree(var)
     _say(f"removed {var}", quiet)
