@@ -505,6 +505,15 @@ def kafka_ready(bootstrap: str, timeout: float = 2.0) -> bool:
     return bool(md.brokers)
 
 
+def kafka_cluster_id() -> str:
+    """A random KRaft cluster id, never starting with "-" (the storage tool would read it as
+    an option; Kafka's own Uuid.randomUuid() skips those ids for the same reason)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def start_kafka(quiet: bool = False) -> bool:
     cfg = _cfg()
     log = cfg.log_dir / "kafka.log"
@@ -524,7 +533,7 @@ def start_kafka(quiet: bool = False) -> bool:
     props.write_text(_kafka_properties(data, port))
     java = ["java", "-cp", f"{libs}/*"]
     if not (data / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = kafka_cluster_id()
         subprocess.run(
             [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
             check=True,
