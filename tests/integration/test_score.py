@@ -12,6 +12,7 @@ import scipy.sparse as sp
 
 from contracts.names import ITEM_COL, USER_COL
 from jobs.publish import publish, score
+from tests.conftest import private_schema
 from tests.support.topk_reference import naive_top_k
 
 pytestmark = pytest.mark.integration
@@ -120,15 +121,41 @@ def test_audit_refuses_seen_short_and_duplicate_rows(spark, tmp_path):
     assert "1 already seen items" in message
 
 
-def served(postgres) -> tuple[str | None, str | None]:
+def served(url: str) -> tuple[str | None, str | None]:
+    import psycopg2
+
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT reco_version, previous_reco_version FROM serving_pointer")
+        row = cur.fetchone()
+    conn.close()
+    return row
+
+
+def platform_state(postgres: str) -> tuple:
+    """The platform's own pointer row and the versions it knows: what a test must not move."""
     import psycopg2
 
     with psycopg2.connect(postgres) as conn, conn.cursor() as cur:
-        cur.execute("SELECT reco_version, previous_reco_version FROM serving_pointer")
-        return cur.fetchone()
+        cur.execute("SELECT * FROM public.serving_pointer")
+        pointer = cur.fetchall()
+        cur.execute("SELECT reco_version, status FROM public.reco_versions ORDER BY 1")
+        versions = cur.fetchall()
+    conn.close()
+    return pointer, versions
 
 
-def test_publish_crash_rollback(spark, postgres, factor_model_dir, tmp_path, monkeypatch):
+@pytest.fixture
+def private_publish(postgres):
+    """A private schema with its own serving_pointer, partitions and registry, dropped after
+    the test; the platform's public.serving_pointer and versions are checked untouched."""
+    before = platform_state(postgres)
+    with private_schema(postgres) as url:
+        yield url
+    assert platform_state(postgres) == before
+
+
+def test_publish_crash_rollback(spark, private_publish, factor_model_dir, tmp_path, monkeypatch):
+    url = private_publish
     model = score.load_model(factor_model_dir)
     result = score.score(factor_model_dir, tmp_path / "scored", spark=spark)
     score.audit(result.path, expected_users=N_USERS, spark=spark)
@@ -136,10 +163,10 @@ def test_publish_crash_rollback(spark, postgres, factor_model_dir, tmp_path, mon
     first, second, crashed = f"test-score-{tag}-a", f"test-score-{tag}-b", f"test-score-{tag}-c"
     catalog = model.item_ids.tolist()
 
-    publish.load_and_publish(result.path, first, "m-a", N_USERS, catalog, url=postgres)
-    assert served(postgres)[0] == first
-    publish.load_and_publish(result.path, second, "m-b", N_USERS, catalog, url=postgres)
-    assert served(postgres) == (second, first)
+    publish.load_and_publish(result.path, first, "m-a", N_USERS, catalog, url=url)
+    assert served(url) == (first, None)
+    publish.load_and_publish(result.path, second, "m-b", N_USERS, catalog, url=url)
+    assert served(url) == (second, first)
 
     # A crash in the middle of the COPY stream: the served version must not move.
     original = score.read_rows
@@ -155,19 +182,21 @@ def test_publish_crash_rollback(spark, postgres, factor_model_dir, tmp_path, mon
 
     # psycopg2 reports an exception raised inside the COPY stream as QueryCanceled.
     with pytest.raises((OSError, psycopg2.Error), match="disk gone"):
-        publish.load_and_publish(result.path, crashed, "m-c", N_USERS, catalog, url=postgres)
-    assert served(postgres) == (second, first)
-    assert publish.status(url=postgres) is not None
+        publish.load_and_publish(result.path, crashed, "m-c", N_USERS, catalog, url=url)
+    assert served(url) == (second, first)
+    versions = {v["reco_version"]: v["status"] for v in publish.status(url=url)["versions"]}
+    assert versions == {first: "published", second: "published", crashed: "failed"}
 
-    new, old = publish.rollback(url=postgres)
+    new, old = publish.rollback(url=url)
     assert (new, old) == (first, second)
-    assert served(postgres) == (first, second)
+    assert served(url) == (first, second)
 
-    with psycopg2.connect(postgres) as conn, conn.cursor() as cur:
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT count(*), count(DISTINCT user_id) FROM recommendations WHERE reco_version = %s",
             (first,),
         )
         assert cur.fetchone() == (N_USERS, N_USERS)
-        cur.execute("SELECT status FROM reco_versions WHERE reco_version = %s", (crashed,))
-        assert cur.fetchone()[0] == "failed"
+        cur.execute("SELECT to_regclass(%s)", (publish.table_name(crashed),))
+        assert cur.fetchone() == (None,)
+    conn.close()

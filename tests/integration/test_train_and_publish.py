@@ -37,13 +37,31 @@ def world(spark, tmp_path_factory):
     return str(dataset.build_dataset([snap], out, window_days=None, spark=spark))
 
 
+PRIVATE_FILES = ("010_serving.sql", "011_serving_grants.sql", "030_registry.sql")
+
+
+def platform_state(postgres: str) -> tuple:
+    """The platform's own pointer row and the versions it knows: what a test must not move."""
+    with psycopg2.connect(postgres) as conn, conn.cursor() as cur:
+        cur.execute("SELECT * FROM public.serving_pointer")
+        pointer = cur.fetchall()
+        cur.execute("SELECT reco_version, status FROM public.reco_versions ORDER BY 1")
+        versions = cur.fetchall()
+    conn.close()
+    return pointer, versions
+
+
 @pytest.fixture
 def isolated(postgres, tmp_path, monkeypatch):
-    """Registry in a fresh schema (serving tables still resolve to public); state in tmp."""
-    with private_schema(postgres, ("030_registry.sql",), also_public=True) as url:
+    """Registry and serving tables (pointer, partitions, popular lists) in a fresh schema that
+    is dropped afterwards, so the platform's public.serving_pointer never moves (checked);
+    snapshot and catalog tables still resolve to public; state in tmp."""
+    before = platform_state(postgres)
+    with private_schema(postgres, PRIVATE_FILES, also_public=True) as url:
         monkeypatch.setenv("DATABASE_URL", url)
         monkeypatch.setenv("RECS_VAR_DIR", str(tmp_path / "var"))
         yield url
+    assert platform_state(postgres) == before
 
 
 def run_dag(conf: dict) -> dict[str, str]:
@@ -81,7 +99,7 @@ def test_publish_good_then_reject_bad(world, isolated):
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
         cur.execute("SELECT user_id, items FROM recommendations WHERE reco_version = %s", (reco,))
         rows = dict(cur.fetchall())
-    assert set(rows) == set(seen.index)  # exactly one row per known user
+    assert len(seen) == 150 and set(rows) == set(seen.index)  # one row per known user
     for user, text in rows.items():
         items = text.split(",")
         assert len(items) == 20 and len(set(items)) == 20
