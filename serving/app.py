@@ -3,8 +3,9 @@
 A known user gets the published list (X-Rec-Source: model), an unknown or cold user the
 popularity list (popular), and when the database cannot answer, everybody gets the
 in-process copy of the popularity list (cache). Only when there is no list at all (a cold
-start with the database down and no cache file) is the answer a 503 with the reason. The server does no ML and imports no model
-code; configuration comes from the environment, through contracts.settings.
+start with the database down and no cache file) is the answer a 503 with the reason. The
+server does no ML and imports no model code; configuration comes from the environment,
+through contracts.settings.
 
 `create_app` only wires: the routes are methods of `Handlers`, which holds what they share
 (the worker's `ServingState`, the commit, request ids and metric children).
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import PathConverter
 
 from contracts import provenance
 from contracts import settings as settings_mod
@@ -301,6 +303,13 @@ def _pointer_lines(pointer: Pointer) -> list[str]:
     return lines
 
 
+class _AnyUserId(PathConverter):
+    """Werkzeug's path converter, but matching newlines too: '/recommend/1%0A' is an invalid
+    user id (400 with the reason), not an unknown route (404)."""
+
+    regex = r"[^/](?s:.)*?"
+
+
 def create_app(state: ServingState | None = None) -> Flask:
     """The Flask app; its per-process state starts lazily (after gunicorn forks)."""
     handlers = Handlers(state if state is not None else default_state(), provenance.git_commit())
@@ -310,8 +319,9 @@ def create_app(state: ServingState | None = None) -> Flask:
     # No redirects: '/recommend//7' is a 404, not a 308 to somewhere else.
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
+    app.url_map.converters["userid"] = _AnyUserId
     for rule, view in (
-        ("/recommend/<path:userid>", handlers.recommend),
+        ("/recommend/<userid:userid>", handlers.recommend),
         ("/recommend/", handlers.recommend_empty),
         ("/recommend", handlers.recommend_empty),
         ("/healthz", handlers.healthz),

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import socket
 import threading
-import time
 from datetime import UTC, datetime
 
 import pytest
@@ -28,6 +28,9 @@ from tests.support.harness import (
 pytestmark = pytest.mark.integration
 
 USERS = range(1, 301)
+# Nothing here is about slow lookups (test_serving_outage is): a lookup on this loaded
+# 2-core machine must not fall back to the cache because it took more than 50 ms.
+NOT_ABOUT_TIMEOUTS = {"SERVING_STATEMENT_TIMEOUT_MS": "2000"}
 COLD_USER = 500  # scored in an older version, absent from the published one
 POPULAR = [f"pop{i}" for i in range(20)]
 
@@ -41,7 +44,7 @@ def world():
     lists["popular_version"] = publish.publish_popular(
         POPULAR, datetime(2025, 1, 2, tzinfo=UTC), db.owner_url
     )
-    server = ServingProcess(db.reader_url).start()
+    server = ServingProcess(db.reader_url, extra_env=NOT_ABOUT_TIMEOUTS).start()
     yield db, server, lists
     server.stop()
     db.destroy()
@@ -85,7 +88,7 @@ def test_known_unknown_and_cold_users(world, client):
         assert headers["X-Model-Version"] == lists["popular_version"]
 
 
-BAD_PATHS = [
+BAD_IDS = [
     "/recommend/abc",
     "/recommend/-5",
     "/recommend/0",
@@ -112,26 +115,35 @@ BAD_PATHS = [
     "/recommend/",
     "/recommend",
     "/recommend/" + "1" * 3000,
-    "/recommend/" + "1" * 20000,
-    "/recommend/12?user=1",
-    "/nope",
-    "/recommend//7",
+]
+# Invalid user ids are 400 (the contract); a route that does not exist is 404; a request line
+# over gunicorn's 4094-byte limit never reaches the app and is 414.
+BAD_PATHS = [(path, 400) for path in BAD_IDS] + [
+    ("/recommend/" + "1" * 20000, 414),
+    ("/nope", 404),
+    ("/recommend//7", 404),
 ]
 
 
-@pytest.mark.parametrize("path", BAD_PATHS)
-def test_bad_input_gets_a_4xx_with_a_reason(world, path):
+@pytest.mark.parametrize(("path", "expected"), BAD_PATHS)
+def test_bad_input_gets_its_status_with_a_reason(world, path, expected):
     c = Client(world[1].base_url)
     try:
         status, headers, body = c.get(path)
     finally:
         c.close()
-    if path == "/recommend/12?user=1":  # a query string is ignored: a valid request
-        assert status == 200
-        return
-    assert 400 <= status < 500, (path, status, body)
+    assert status == expected, (path, status, body)
+    assert body.startswith(f"{expected} "), body
     assert body.strip() and "\n" not in body.strip() and len(body) < 300, body
     assert "Traceback" not in body
+    assert "X-Rec-Source" not in headers
+
+
+def test_a_query_string_is_ignored(world, client):
+    db, server, lists = world
+    serve_v1(db, server)
+    status, headers, body = client.get("/recommend/12?user=1")
+    assert (status, headers["X-Rec-Source"], body) == (200, "model", lists["v1"][12])
 
 
 @pytest.mark.parametrize(("method", "status"), [("POST", 405), ("PUT", 405), ("DELETE", 405)])
@@ -149,7 +161,7 @@ def test_health_version_metrics_and_prediction_log(world, client):
     assert (status, body) == (200, "ready: serving srv-v1")
     status, _, body = client.get("/version")
     assert "reco_version=srv-v1" in body and "model_version=model-a" in body
-    assert "commit=" in body
+    assert re.search(r"^commit=[0-9a-f]{40}(\+dirty)?$", body, re.M), body  # not "unknown"
     for user in (1, 2, 10**9):
         client.get(f"/recommend/{user}")
     metrics = client.get("/metrics")[2]
@@ -157,6 +169,8 @@ def test_health_version_metrics_and_prediction_log(world, client):
     assert "recs_recommend_latency_seconds_bucket" in metrics
     assert 'recs_published_info{model_version="model-a"' in metrics
     assert "recs_published_age_seconds" in metrics
+    # The prediction log's bounded queue drops nothing at this load, and says so.
+    assert re.search(r"^recs_prediction_log_dropped_total 0\.0$", metrics, re.M), metrics
 
     def logged():
         records = []
@@ -167,30 +181,41 @@ def test_health_version_metrics_and_prediction_log(world, client):
     record = wait_for(logged, 10, "the prediction log record")[0]
     assert record["source"] == "popular"
     assert record["items"] == ",".join(POPULAR)
-    assert {"time", "request_id", "variant", "model_version", "latency_ms"} <= set(record)
+    assert set(record) == {
+        "time",
+        "request_id",
+        "user_id",
+        "variant",
+        "model_version",
+        "reco_version",
+        "source",
+        "items",
+        "latency_ms",
+        "fallback_reason",
+    }
+    assert (record["model_version"], record["variant"]) == (lists["popular_version"], None)
 
 
-def test_idle_and_slow_clients_cannot_hold_the_workers(world, client):
+def test_idle_and_slow_clients_cannot_hold_the_workers(world):
     """The sync workers serve one connection at a time, so a client that connects and sends
     nothing (or half a request) is dropped after SERVING_CLIENT_TIMEOUT_S (1 s) instead of
     holding a worker; it costs one warning line, not a traceback."""
     db, server, lists = world
     serve_v1(db, server)
     address = ("127.0.0.1", server.port)
-    bad = [socket.create_connection(address, timeout=10) for _ in range(2)]
-    bad.append(socket.create_connection(address, timeout=10))
+    bad = [socket.create_connection(address, timeout=25) for _ in range(2)]
+    bad.append(socket.create_connection(address, timeout=25))
     bad[-1].sendall(b"GET /recommend/1 HTTP/1.1\r\nHost: x\r\n")  # never finished
+    # Without the deadline the bad connections hold both workers until gunicorn's 30 s worker
+    # timeout; the good request must be answered while they are all still open on our side.
+    good = Client(server.base_url, timeout=25)
     try:
-        started = time.monotonic()
-        status, headers, body = client.get("/recommend/1")
-        waited = time.monotonic() - started
-        assert (status, headers["X-Rec-Source"]) == (200, "model")
-        assert body == lists["v1"][1]
-        # Three bad connections ahead of it on two workers: about one deadline, never 30 s.
-        assert waited < 3.5, f"a good request waited {waited:.1f} s behind idle clients"
-        for sock in bad:
+        status, headers, body = good.get("/recommend/1")
+        assert (status, headers["X-Rec-Source"], body) == (200, "model", lists["v1"][1])
+        for sock in bad:  # each was dropped by the server, not answered
             assert sock.recv(100) == b"", "the server answered a request it never received"
     finally:
+        good.close()
         for sock in bad:
             sock.close()
     log = wait_for(
@@ -202,7 +227,7 @@ def test_idle_and_slow_clients_cannot_hold_the_workers(world, client):
             >= 3
             else None
         ),
-        5,
+        30,
         "three deadline warnings",
     )
     assert "Socket error processing request" not in log
@@ -255,12 +280,20 @@ def test_publish_and_rollback_under_load_fail_no_request(world):
             t.join(10)
         probe.close()
     answers = [r for r in results if r[0] != "reconnects"]
+    assert len(answers) > 400
     assert [r for r in results if r[0] == "reconnects" and r[1]] == []
-    failures = [r for r in answers if r[1] != 200 or r[2] != "model"]
-    assert failures == []
+    assert [r for r in answers if r[1] != 200] == []
+    # A fallback is the designed degraded path, not a failed request: counted on its own and
+    # checked to be the popularity list; with a 2 s statement timeout it should not happen.
+    fallbacks = [r for r in answers if r[2] == "cache"]
+    assert {r[4] for r in fallbacks} <= {",".join(POPULAR)}
+    assert len(fallbacks) <= len(answers) // 100, f"{len(fallbacks)} cache answers"
+    model = [r for r in answers if r[2] == "model"]
+    assert len(model) == len(answers) - len(fallbacks)
     by_version = {"srv-v1": lists["v1"], "srv-v2": lists["v2"]}
-    assert all(body == by_version[reco][user] for user, _, _, reco, body in answers)
-    assert {r[3] for r in answers} == {"srv-v1", "srv-v2"}
+    wrong = [r for r in model if r[4] != by_version[r[3]][r[0]]]
+    assert wrong == []
+    assert {r[3] for r in model} == {"srv-v1", "srv-v2"}
 
 
 def all_workers_route(base_url: str, tries: int = 12) -> bool:
@@ -287,7 +320,7 @@ def test_ab_assignment_stable_across_servers_and_split_by_shares(world):
         salt="fixed-test-salt",
         url=db.owner_url,
     )
-    other = ServingProcess(db.reader_url).start()
+    other = ServingProcess(db.reader_url, extra_env=NOT_ABOUT_TIMEOUTS).start()
     try:
         for base in (server.base_url, other.base_url):
             wait_for(lambda base=base: all_workers_route(base), 15, "experiment live")
@@ -297,20 +330,30 @@ def test_ab_assignment_stable_across_servers_and_split_by_shares(world):
         wrong: list = []
         degraded = [0]
 
+        def answer(c: Client, user: int) -> tuple[int, dict, str]:
+            """The user's answer; a cache answer (the degraded path, not routing) is counted
+            and asked again until the database answers."""
+
+            def routed():
+                got = c.get(f"/recommend/{user}")
+                if got[1].get("X-Rec-Source") == "cache":
+                    degraded[0] += 1
+                    return None
+                return got
+
+            return wait_for(routed, 30, f"a routed answer for user {user}")
+
         def sweep(base: str, part: list[int]) -> None:
             c = Client(base)
             for user in part:
-                # A statement timeout on a loaded machine trips the designed degraded path
-                # (source "cache", no variant); routing is what is tested here, so ask again.
-                for _ in range(50):
-                    status, headers, body = c.get(f"/recommend/{user}")
-                    if headers.get("X-Rec-Source") != "cache":
-                        break
-                    degraded[0] += 1
-                    time.sleep(0.1)
-                seen[base][user] = headers.get("X-Variant")
-                expected = lists["v1" if headers.get("X-Variant") == "a" else "v2"].get(user)
-                if status != 200 or (expected is not None and body != expected):
+                status, headers, body = answer(c, user)
+                variant = headers.get("X-Variant")
+                seen[base][user] = variant
+                rows = lists["v1" if variant == "a" else "v2"]
+                # Every user is checked: scored users get their variant's list, the others
+                # (no row in either version) the popularity list.
+                expected = (rows[user], "model") if user in rows else (",".join(POPULAR), "popular")
+                if (status, body, headers.get("X-Rec-Source")) != (200, *expected):
                     wrong.append((base, user, status, headers, body))
             c.close()
 
@@ -322,9 +365,10 @@ def test_ab_assignment_stable_across_servers_and_split_by_shares(world):
         for t in threads:
             t.start()
         for t in threads:
-            t.join(120)
+            t.join(300)
+        assert not any(t.is_alive() for t in threads)
         assert wrong == []
-        assert degraded[0] < 500, f"{degraded[0]} answers came from the cache"
+        assert degraded[0] <= len(users) // 100, f"{degraded[0]} answers came from the cache"
         first, second = seen.values()
         assert len(first) == len(second) == len(users)
         assert first == second
