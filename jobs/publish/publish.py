@@ -8,6 +8,15 @@
    `rollback`. A crash anywhere before step 3 leaves what is served untouched.
 `load_and_publish` runs the three on a scored Parquet directory (jobs.publish.score).
 
+Concurrency (tests/integration/test_publish_races.py): a version's load is one transaction
+under its advisory lock (`tables.lock_name`), which `audit` and `retire_old` take too, so a
+duplicate loader (an Airflow retry beside a zombie task) waits and then reloads or is refused.
+`publish` and `rollback` lock the pointer row, then the version row; `retire_old` locks the
+pointer, the experiments table and the version before it re-reads what is protected, so a
+concurrent publish or experiment start either commits first (the version is kept) or finds it
+retired and fails cleanly. Publish and rollback set the registry's production model in the
+same transaction as the pointer.
+
 Every statement lives in `sql/publish/*.sql` and is loaded by name with `query`.
 
 `python -m jobs.publish.publish status | rollback [--popular] | publish VERSION |
