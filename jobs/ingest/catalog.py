@@ -50,8 +50,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from contracts import settings
-from contracts.names import ITEM_COL, USER_COL
-from jobs.ingest import lake, parse
+from contracts.db import read_sql
+from jobs.ingest import lake, summary
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,24 @@ MOVIE_COLUMNS = (
     "popularity", "vote_average", "vote_count", "original_language", "raw",
 )  # fmt: skip
 USER_COLUMNS = ("user_id", "status", "age", "occupation", "gender", "raw")
+# The dims' Parquet schemas (every column but `raw`), fixed so chunks and empty tables agree.
+MOVIE_SCHEMA = pa.schema(
+    [
+        ("movie_id", pa.string()), ("status", pa.string()), ("tmdb_id", pa.int64()),
+        ("imdb_id", pa.string()), ("title", pa.string()), ("genres", pa.list_(pa.string())),
+        ("release_date", pa.date32()), ("runtime", pa.int32()), ("popularity", pa.float64()),
+        ("vote_average", pa.float64()), ("vote_count", pa.int64()),
+        ("original_language", pa.string()),
+    ]
+)  # fmt: skip
+USER_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.int64()), ("status", pa.string()), ("age", pa.int32()),
+        ("occupation", pa.string()), ("gender", pa.string()),
+    ]
+)  # fmt: skip
+KNOWN_CHUNK = 50_000  # ids per "which of these do we hold" query
+DIM_CHUNK = 50_000  # rows per Parquet row group when the dims are written
 
 
 @dataclass
@@ -277,25 +295,36 @@ def _write_metrics(result: SyncResult, path: Path) -> None:
 
 
 def seen_ids(snapshots: list[Path]) -> tuple[list[int], list[str]]:
-    """Distinct user ids (all event tables) and movie ids (watch, rate) in the snapshots."""
-    users, movies = [], []
+    """Distinct user ids (all event tables) and movie ids (watch, rate) in the snapshots.
+
+    Read from each snapshot's stored summary (jobs/ingest/summary.py), not its rows.
+    """
+    users = [pa.array([], pa.int64())]
+    movies = [pa.array([], pa.string())]
     for snap in snapshots:
-        for table in parse.TABLES:
-            for path in lake.table_files(snap, table):
-                users.append(pq.read_table(path, columns=[USER_COL])[USER_COL].combine_chunks())
-                if table != "reco_request":
-                    movies.append(
-                        pq.read_table(path, columns=[ITEM_COL])[ITEM_COL].combine_chunks()
-                    )
-    user_ids = pc.unique(pa.concat_arrays(users)).to_pylist() if users else []
-    movie_ids = pc.unique(pa.concat_arrays(movies)).to_pylist() if movies else []
-    return sorted(user_ids), sorted(movie_ids)
+        found = summary.load(Path(snap))
+        users = [pc.unique(pa.concat_arrays([*users, found.users]))]
+        movies = [pc.unique(pa.concat_arrays([*movies, found.movies]))]
+    return sorted(users[0].to_pylist()), sorted(movies[0].to_pylist())
 
 
-def _known(conn, table: str, column: str) -> set:
-    from sqlalchemy import text
+def known_ids(conn, kind: str, ids: list) -> set:
+    """Those of `ids` the catalogue already holds (asked in chunks: memory follows `ids`)."""
+    statement = text_of(f"ingest/catalog_known_{kind}.sql")
+    found: set = set()
+    for start in range(0, len(ids), KNOWN_CHUNK):
+        rows = conn.execute(statement, {"ids": ids[start : start + KNOWN_CHUNK]})
+        found.update(r[0] for r in rows)
+    return found
 
-    return {r[0] for r in conn.execute(text(f"SELECT {column} FROM {table}"))}  # noqa: S608
+
+def unsynced(database_url: str | None) -> list[tuple[str, Path]]:
+    """(id, directory) of accepted snapshots the sync has not fully looked up, oldest first."""
+    from contracts import db
+
+    with db.engine(database_url).connect() as conn:
+        rows = conn.execute(text_of("ingest/catalog_todo.sql")).all()
+    return [(r[0], Path(r[1])) for r in rows]
 
 
 def _movie_row(movie_id: str, status: str, doc: dict | None) -> dict[str, Any]:
@@ -348,17 +377,22 @@ def _upsert(conn, table: str, key: str, columns: tuple[str, ...], rows: list[dic
     )
 
 
-def _write_dims(conn, dims_dir: Path) -> None:
-    import pandas as pd
+def _write_dims(conn, dims_dir: Path, changed: bool) -> None:
+    """Both tables as Parquet, streamed from Postgres in chunks (skipped when nothing changed)."""
     from sqlalchemy import text
 
     dims_dir.mkdir(parents=True, exist_ok=True)
-    for table, columns in (("movies", MOVIE_COLUMNS), ("users", USER_COLUMNS)):
-        cols = [c for c in columns if c != "raw"]
-        frame = pd.read_sql(text(f"SELECT {', '.join(cols)} FROM {table} ORDER BY 1"), conn)  # noqa: S608
+    for table, schema in (("movies", MOVIE_SCHEMA), ("users", USER_SCHEMA)):
+        final = dims_dir / f"{table}.parquet"
+        if final.exists() and not changed:
+            continue
+        query = text(f"SELECT {', '.join(schema.names)} FROM {table} ORDER BY 1")  # noqa: S608
+        rows = conn.execution_options(stream_results=True, max_row_buffer=DIM_CHUNK).execute(query)
         tmp = dims_dir / f"_tmp-{table}.parquet"
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
-        os.replace(tmp, dims_dir / f"{table}.parquet")
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for chunk in rows.partitions(DIM_CHUNK):
+                writer.write_table(pa.Table.from_pylist([dict(r._mapping) for r in chunk], schema))
+        os.replace(tmp, final)
 
 
 def sync(
@@ -371,41 +405,40 @@ def sync(
 ) -> SyncResult:
     """Fetch metadata of ids seen in accepted snapshots that Postgres does not hold yet.
 
-    Does not raise when the API is unavailable: the result's status says so (module doc).
+    Without `snapshots`, only accepted snapshots not yet synced are read (the watermark table
+    `catalog_synced`); they are recorded as synced when the run is `complete`. Does not raise
+    when the API is unavailable: the result's status says so (module doc).
     """
     from contracts import db
 
-    cfg = settings.load()
-    client = client or MetadataClient(api_url or cfg.metadata_api_url)
+    client = client or MetadataClient(api_url or settings.load().metadata_api_url)
+    todo_snapshots = unsynced(database_url) if snapshots is None else []
     if snapshots is None:
-        snapshots = [ref.path for ref in lake.accepted_snapshots(database_url=database_url)]
+        snapshots = [path for _, path in todo_snapshots]
     users, movies = seen_ids(snapshots)
     engine = db.engine(database_url)
     with engine.connect() as conn:
-        todo_users = sorted(set(users) - _known(conn, "users", "user_id"))
-        todo_movies = sorted(set(movies) - _known(conn, "movies", "movie_id"))
+        todo_users = sorted(set(users) - known_ids(conn, "users", users))
+        todo_movies = sorted(set(movies) - known_ids(conn, "movies", movies))
     log.info(
-        "catalog: %d users, %d movies seen; fetching %d users, %d movies",
-        len(users), len(movies), len(todo_users), len(todo_movies),
+        "catalog: %d new snapshots, %d users, %d movies seen; fetching %d users, %d movies",
+        len(snapshots), len(users), len(movies), len(todo_users), len(todo_movies),
     )  # fmt: skip
     fetched = fetch(client, todo_users, todo_movies, workers)
-    user_rows = [
-        _user_row(u, s, d)
-        for u, (s, d) in zip(todo_users, fetched.users, strict=True)
-        if s != "failed"
-    ]
-    movie_rows = [
-        _movie_row(m, s, d)
-        for m, (s, d) in zip(todo_movies, fetched.movies, strict=True)
-        if s != "failed"
-    ]
-    statuses = [s for s, _ in fetched.users + fetched.movies]
+    user_rows = [_user_row(u, *got) for u, got in zip(todo_users, fetched.users, strict=True)]
+    movie_rows = [_movie_row(m, *got) for m, got in zip(todo_movies, fetched.movies, strict=True)]
+    user_rows = [r for r in user_rows if r["status"] != "failed"]
+    movie_rows = [r for r in movie_rows if r["status"] != "failed"]
     dims_dir = lake.lake_root(root) / lake.DIMS
     with engine.begin() as conn:
         _upsert(conn, "users", "user_id", USER_COLUMNS, user_rows)
         _upsert(conn, "movies", "movie_id", MOVIE_COLUMNS, movie_rows)
-        _write_dims(conn, dims_dir)
-    snapshot_id, newest_time = newest_snapshot(snapshots)
+        if fetched.status == "complete" and todo_snapshots:
+            ids = [snapshot_id for snapshot_id, _ in todo_snapshots]
+            conn.execute(text_of("ingest/catalog_synced.sql"), {"ids": ids})
+        _write_dims(conn, dims_dir, changed=bool(user_rows or movie_rows))
+    statuses = [s for s, _ in fetched.users + fetched.movies]
+    snapshot_id, newest_time = newest_snapshot(snapshots) if snapshots else _last_newest(dims_dir)
     result = SyncResult(
         users_seen=len(users),
         movies_seen=len(movies),
@@ -422,6 +455,22 @@ def sync(
     )
     record(result)
     return result
+
+
+def text_of(name: str):
+    """A statement from sql/ as a SQLAlchemy text clause."""
+    from sqlalchemy import text
+
+    return text(read_sql(name))
+
+
+def _last_newest(dims_dir: Path) -> tuple[str | None, str | None]:
+    """The data time the previous run recorded (nothing new was read this run)."""
+    path = dims_dir / STATUS_FILE
+    if not path.is_file():
+        return None, None
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    return doc.get("newest_snapshot"), doc.get("newest_event_time")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,14 +29,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from contracts import settings
-from contracts.names import ITEM_COL, RATING_COL, USER_COL
-from jobs.ingest import lake, parse
+from contracts.names import ITEM_COL, USER_COL
+from jobs.ingest import lake, parse, summary
 
 log = logging.getLogger(__name__)
 
 EXPECTATIONS_DIR = settings.REPO_ROOT / "expectations"
 SUITES = ("watch", "rate", "reco_request", "rejects", "snapshot")
 DATASOURCE = "lake"
+SUMMARY_FIELD = {USER_COL: "users", ITEM_COL: "movies"}
 
 
 class SnapshotQuarantined(RuntimeError):
@@ -114,15 +116,6 @@ def sample_table(snapshot_dir: Path, table: str, rows: int) -> pa.Table:
     return pa.concat_tables(parts).cast(parse.SCHEMAS[table])
 
 
-def read_columns(snapshot_dir: Path, table: str, columns: list[str]) -> pa.Table:
-    """Whole columns of one table of a snapshot (empty table when it has no files)."""
-    files = lake.table_files(snapshot_dir, table)
-    schema = pa.schema([parse.SCHEMAS[table].field(c) for c in columns])
-    if not files:
-        return schema.empty_table()
-    return pa.concat_tables(pq.read_table(f, columns=columns) for f in files).cast(schema)
-
-
 def _hours(manifest: dict) -> float:
     lo, hi = manifest.get("min_event_time"), manifest.get("max_event_time")
     if not lo or not hi:
@@ -136,12 +129,43 @@ def _events(manifest: dict) -> int:
     return sum(counts.get(t, 0) for t in parse.TABLES)
 
 
-def rating_kl(current: np.ndarray, reference: np.ndarray) -> float:
-    """KL divergence D(current || reference) of 1..5 star histograms, add-one smoothed."""
-    p = np.bincount(current, minlength=6)[1:6].astype(float) + 1.0
-    q = np.bincount(reference, minlength=6)[1:6].astype(float) + 1.0
+def rating_kl(current: Sequence[int], reference: Sequence[int]) -> float:
+    """KL divergence D(current || reference) of two 1..5 star histograms, add-one smoothed."""
+    p = np.asarray(current, float) + 1.0
+    q = np.asarray(reference, float) + 1.0
     p, q = p / p.sum(), q / q.sum()
     return float(np.sum(p * np.log(p / q)))
+
+
+def share_outside(
+    snapshot_dir: Path, tables: tuple[str, ...], column: str, known: pa.Array
+) -> float | None:
+    """Share of the snapshot's rows whose `column` is not in `known`, read a file at a time."""
+    rows = inside = 0
+    for values in summary.column_batches(snapshot_dir, tables, column):
+        rows += len(values)
+        inside += pc.sum(pc.is_in(values, value_set=known)).as_py() or 0
+    return None if rows == 0 else 1.0 - inside / rows
+
+
+def drift(snapshot_dir: Path, references: list[tuple[Path, dict]], min_rows: int) -> dict:
+    """Rating KL and shares of new users / movies against the references' stored summaries.
+
+    Memory: one file of this snapshot plus the references' distinct ids (never their rows).
+    """
+    current = summary.load(snapshot_dir)
+    refs = [summary.load(path) for path, _ in references]
+    ref_stars = np.sum([r.stars for r in refs], axis=0)
+    out: dict[str, Any] = {"rating_kl": None}
+    if sum(current.stars) >= min_rows and ref_stars.sum() >= min_rows:
+        out["rating_kl"] = rating_kl(current.stars, ref_stars)
+    for column, tables, key in (
+        (USER_COL, parse.TABLES, "new_user_share"),
+        (ITEM_COL, summary.MOVIE_TABLES, "new_movie_share"),
+    ):
+        known = pc.unique(pa.concat_arrays([getattr(r, SUMMARY_FIELD[column]) for r in refs]))
+        out[key] = share_outside(snapshot_dir, tables, column, known)
+    return out
 
 
 def files_verified(snapshot_dir: Path, manifest: dict) -> bool:
@@ -217,25 +241,7 @@ def aggregates(
     ref_hours = sum(_hours(m) for _, m in references)
     out["volume_ratio"] = (events / _hours(manifest)) / (ref_events / ref_hours)
 
-    ratings = read_columns(snapshot_dir, "rate", [RATING_COL])[RATING_COL].to_numpy()
-    ref_ratings = np.concatenate(
-        [read_columns(p, "rate", [RATING_COL])[RATING_COL].to_numpy() for p, _ in references]
-    )
-    if len(ratings) >= min_rows and len(ref_ratings) >= min_rows:
-        out["rating_kl"] = rating_kl(ratings.astype(np.int64), ref_ratings.astype(np.int64))
-
-    def ids(path: Path, column: str) -> pa.Array:
-        tables = ("watch", "rate") if column == ITEM_COL else parse.TABLES
-        return pa.concat_arrays(
-            [read_columns(path, t, [column])[column].combine_chunks() for t in tables]
-        )
-
-    for column, key in ((USER_COL, "new_user_share"), (ITEM_COL, "new_movie_share")):
-        current = ids(snapshot_dir, column)
-        if len(current) == 0:
-            continue
-        known = pc.unique(pa.concat_arrays([ids(p, column) for p, _ in references]))
-        out[key] = 1.0 - pc.sum(pc.is_in(current, value_set=known)).as_py() / len(current)
+    out.update(drift(snapshot_dir, references, min_rows))
     return out
 
 

@@ -26,3 +26,12 @@ CREATE TABLE IF NOT EXISTS users (
     raw         jsonb,
     fetched_at  timestamptz NOT NULL DEFAULT now()
 );
+
+-- Accepted snapshots whose ids the catalogue sync has fully looked up (jobs/ingest/catalog.py):
+-- its watermark. Each run reads only accepted snapshots not listed here, and lists them once
+-- every id they hold is known or `unknown` (a run that left ids unfetched lists none, so the
+-- next run asks again).
+CREATE TABLE IF NOT EXISTS catalog_synced (
+    snapshot_id  text PRIMARY KEY,
+    synced_at    timestamptz NOT NULL DEFAULT now()
+);
