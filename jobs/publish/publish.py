@@ -600,8 +600,10 @@ def _drop_version_table(conn, table: str) -> None:
     try:
         with conn.cursor() as cur:
             cur.execute(query("tables", "is_attached"), (table,))
-            if cur.fetchone():
-                cur.execute(query("tables", "detach", table=sql.Identifier(table)))
+            row = cur.fetchone()
+            if row:  # a crashed retire may have left the detach pending: finish that one
+                step = "finalize_detach" if row[0] else "detach"
+                cur.execute(query("tables", step, table=sql.Identifier(table)))
             cur.execute(query("tables", "drop", table=sql.Identifier(table)))
     finally:
         conn.autocommit = False

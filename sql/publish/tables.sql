@@ -36,10 +36,15 @@ ANALYZE {table}
 ALTER TABLE recommendations ATTACH PARTITION {table} FOR VALUES IN ({version})
 
 -- name: is_attached
-SELECT 1
+-- A row when the table is a partition; true when an interrupted DETACH … CONCURRENTLY left it
+-- pending (only FINALIZE completes that one).
+SELECT inhdetachpending
 FROM pg_inherits
 WHERE inhparent = 'recommendations'::regclass AND inhrelid = to_regclass(%s)
 
 -- name: detach
 -- CONCURRENTLY: readers of other partitions are never blocked (needs autocommit).
 ALTER TABLE recommendations DETACH PARTITION {table} CONCURRENTLY
+
+-- name: finalize_detach
+ALTER TABLE recommendations DETACH PARTITION {table} FINALIZE

@@ -13,6 +13,7 @@ import threading
 from datetime import datetime
 
 import psycopg2
+import psycopg2.sql
 import pytest
 
 from jobs.publish import experiments, publish
@@ -314,3 +315,37 @@ def test_publishing_a_model_the_registry_does_not_know_leaves_no_stale_productio
     seed_version(url, "reg-x", "hand-made-model", range(1, 4))
     assert registry.production(url) is None
     assert "reg-x" in registry.get(known, url)["status_reason"]
+
+
+def test_a_retire_interrupted_mid_detach_is_finished_by_the_next_one(url):
+    four_versions(url)
+    table = publish.table_name("old1")
+    reader = psycopg2.connect(url)  # a long reader: the detach's second phase waits for it
+    try:
+        with reader.cursor() as cur:
+            cur.execute("SELECT count(*) FROM recommendations")
+        detacher = psycopg2.connect(as_app(url, "race-detach"))
+        detacher.autocommit = True
+        with detacher.cursor() as cur:
+            cur.execute(publish.query("versions", "set_status"), ("retired", "old1"))
+        statement = publish.query("tables", "detach", table=psycopg2.sql.Identifier(table))
+        crashed = Background(detacher.cursor().execute, statement)
+        wait_for(lambda: waits_on_a_lock(url, "race-detach"), 20, "the detach waiting")
+        rows_of(
+            url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'race-detach'",
+        )  # the retire dies mid-detach
+        with pytest.raises(psycopg2.Error):
+            crashed.result()
+    finally:
+        reader.close()
+    assert rows_of(
+        url,
+        "SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = to_regclass(%s)",
+        (table,),
+    ) == [(True,)]
+    assert publish.retire_old(keep=5, url=url) == ["old1"]
+    assert rows_of(url, "SELECT to_regclass(%s)", (table,)) == [(None,)]
+    assert served(url) == ("live2", "live1")
+    assert rows_of(url, "SELECT count(*) FROM recommendations") == [(9,)]
