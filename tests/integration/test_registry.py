@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from datetime import datetime
 
@@ -49,7 +50,8 @@ def register_one(url, family="svd_surprise", sha="a" * 64, params=None):
     )
 
 
-def test_register_get_round_trip_with_provenance(registry_url):
+def test_register_get_round_trip_with_provenance(registry_url, monkeypatch):
+    monkeypatch.delenv("GIT_COMMIT", raising=False)  # from the checkout, not an override
     version = register_one(registry_url)
     assert version.startswith("svd_surprise-19980314092653-")
     row = registry.get(version, registry_url)
@@ -58,11 +60,14 @@ def test_register_get_round_trip_with_provenance(registry_url):
     assert row["metrics"]["ndcg_at_20"] == 0.1
     assert row["dataset_manifest"]["snapshots"][0]["manifest"]["offsets"] == {"0": [0, 9]}
     assert row["library_versions"]["numpy"]
-    assert row["git_commit"]
+    assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", row["git_commit"]), row["git_commit"]
     assert row["artifact_sha256"] == "a" * 64
     # Same model on the same data: same version, registering again is an update, not a dupe.
     assert register_one(registry_url) == version
     assert len(registry.list_versions(database_url=registry_url)) == 1
+    monkeypatch.setenv("GIT_COMMIT", "image-build-42")  # a deployed image has no .git
+    register_one(registry_url)
+    assert registry.get(version, registry_url)["git_commit"] == "image-build-42"
 
 
 def test_promotion_keeps_exactly_one_production(registry_url):
