@@ -65,6 +65,11 @@ class Settings:
         return self.var_dir / "gx" / "data_docs"
 
     @property
+    def popular_fallback_file(self) -> Path:
+        """The popularity list the server answers from when it starts during an outage."""
+        return self.var_dir / "serving" / "popular_cache.json"
+
+    @property
     def log_dir(self) -> Path:
         """Service and job logs."""
         return self.var_dir / "log"

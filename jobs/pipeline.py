@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts import settings
+from contracts.fallback import write_fallback
 from contracts.names import METRIC, K
 from jobs.train import gate as gate_mod
 
@@ -311,7 +312,8 @@ def _catalog(model_version: str, database_url: str | None) -> set[str]:
 
 def refresh_popularity(dataset_path: str, database_url: str | None = None) -> str:
     """Publish the fallback list: the baseline's configuration fitted on every interaction of
-    the window (what unknown users get); its version."""
+    the window (what unknown users get), in the database and in the server's fallback file;
+    its version."""
     import pandas as pd
 
     from jobs.models import families
@@ -325,7 +327,10 @@ def refresh_popularity(dataset_path: str, database_url: str | None = None) -> st
     model = families.create(row["family"], **row["hyperparameters"])
     model.fit(dataset.load_interactions(dataset_path))
     items = model.top(K)["movie_id"].astype(str).tolist()
-    return publish.publish_popular(items, window_end, url=database_url)
+    version = publish.publish_popular(items, window_end, url=database_url)
+    # Shipped beside the server too: its answer if it ever starts while the database is down.
+    write_fallback(settings.load().popular_fallback_file, version, publish.encode_items(items))
+    return version
 
 
 # ------------------------------------------------------------------ command line

@@ -2,8 +2,9 @@
 
 A known user gets the published list (X-Rec-Source: model), an unknown or cold user the
 popularity list (popular), and when the database cannot answer, everybody gets the
-in-process copy of the popularity list (cache). Only when there is no list at all (a cold
-start with the database down and no cache file) is the answer a 503 with the reason. The
+in-process copy of the popularity list (cache), loaded at start from the fallback file the
+pipeline leaves beside the server. Only when there is no list at all (a system that never
+published, starting with the database down) is the answer a 503 with the reason. The
 server does no ML and imports no model code; configuration comes from the environment,
 through contracts.settings.
 
@@ -63,7 +64,7 @@ def default_state() -> ServingState:
     cfg = settings_mod.load()
     return ServingState(
         url=cfg.serving_database_url,
-        cache_file=cfg.var_dir / "serving" / "popular_cache.json",
+        cache_file=cfg.popular_fallback_file,
         log_dir=cfg.log_dir,
         refresh_s=settings_mod.serving_refresh_s(),
         pool_size=settings_mod.serving_pool_size(),

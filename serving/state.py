@@ -8,7 +8,6 @@ restart. Requests only read attributes that the thread replaces whole, so they n
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import threading
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import psycopg2
 
+from contracts.fallback import read_fallback, write_fallback
 from serving import telemetry
 from serving.store import (
     Pointer,
@@ -190,18 +190,13 @@ class ServingState:
 
     # ------------------------------------------------------------------ disk copy
     def _load_cache_file(self) -> CachedList:
-        """The last popularity list seen by any worker, so a restart during an outage has one."""
-        try:
-            data = json.loads(self.cache_file.read_text())
-            return CachedList(str(data["version"]), str(data["items"]))
-        except (OSError, ValueError, KeyError, TypeError):
-            return EMPTY_CACHE
+        """The last popularity list seen by any worker or published by the pipeline, so a
+        start during an outage has one."""
+        stored = read_fallback(self.cache_file)
+        return CachedList(*stored) if stored else EMPTY_CACHE
 
     def _save_cache_file(self, cache: CachedList) -> None:
         try:
-            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.cache_file.with_name(f".{self.cache_file.name}.{os.getpid()}")
-            tmp.write_text(json.dumps({"version": cache.version, "items": cache.items}))
-            os.replace(tmp, self.cache_file)
+            write_fallback(self.cache_file, cache.version, cache.items)
         except OSError as exc:  # the in-memory copy still works; say why the disk one did not
             log.warning("could not write the popularity cache file %s: %s", self.cache_file, exc)

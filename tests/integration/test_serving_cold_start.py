@@ -8,11 +8,11 @@ list is published, the same server answers from it with no restart.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
 import pytest
 
+from contracts.fallback import write_fallback
 from jobs.publish import publish
 from tests.support.harness import (
     Client,
@@ -84,12 +84,13 @@ def test_no_cache_file_and_no_database_answers_503_with_a_reason_until_a_list_is
         db.destroy()
 
 
-def test_a_cache_file_from_an_earlier_run_is_served_during_the_outage():
+def test_the_fallback_file_from_the_pipeline_is_served_when_starting_during_an_outage():
     closed = f"postgresql://recs_reader:recs_reader@127.0.0.1:{free_port()}/recs"
     server = ServingProcess(closed)
-    cache = server.var_dir / "serving" / "popular_cache.json"
-    cache.parent.mkdir(parents=True)
-    cache.write_text(json.dumps({"version": "popular-earlier", "items": ",".join(POPULAR)}))
+    # What the pipeline's refresh_popularity leaves beside the server, in its own format.
+    write_fallback(
+        server.var_dir / "serving" / "popular_cache.json", "popular-earlier", ",".join(POPULAR)
+    )
     server.start()
     try:
         answers = fresh_clients(server)

@@ -11,6 +11,8 @@ import uuid
 import psycopg2
 import pytest
 
+from contracts import settings
+from contracts.fallback import read_fallback
 from jobs import pipeline
 from jobs.train import dataset, registry
 from ops import services
@@ -93,6 +95,13 @@ def test_publish_good_then_reject_bad(world, isolated):
     assert evaluated["trained_on"]["rows"] < len(everything)
     reco = pipeline.reco_version_for(prod["model_version"])
     assert pointer(url) == reco
+    # The popularity list is also left beside the server, for a start during an outage.
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT popular_version FROM serving_pointer")
+        popular_version = cur.fetchone()[0]
+    stored = read_fallback(settings.load().popular_fallback_file)
+    assert stored is not None and stored[0] == popular_version
+    assert len(stored[1].split(",")) == 20
 
     seen = everything.groupby("user_id")["movie_id"].agg(set)
     catalogue = set(everything["movie_id"])
