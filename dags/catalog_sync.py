@@ -1,6 +1,7 @@
 """catalog_sync: users and movies seen in accepted snapshots -> metadata API -> Postgres + Parquet.
 
 Daily. Wiring only: the task calls jobs.pipeline.sync_catalog and returns the dims directory.
+Each run reads only accepted snapshots it has not synced yet (Postgres `catalog_synced`).
 The catalogue is optional: when the metadata API is down the task still succeeds, with the
 catalogue recorded as `unavailable` in dims/catalog_status.json and dims/catalog_sync.prom
 (see jobs/ingest/catalog.py); retries are for real failures (Postgres, the lake).

@@ -2,7 +2,10 @@
 
 Hourly (and manually with params). Wiring only: each task calls one jobs.pipeline function
 and returns a snapshot id or a path. A snapshot that fails its expectations is marked
-`quarantined` and the `mark` task fails with the reasons in its log; training never reads it.
+`quarantined` and the `mark` task fails with the reasons in its log; training never reads it
+unless an operator re-admits it after inspection (`python -m jobs.ingest.readmit <id> --reason
+...`, README "Operator tasks"). Later snapshots are judged on their own: offsets continue from
+the last complete snapshot, quarantined or not.
 With no new offsets the run does nothing (every task passes `None` along).
 """
 
