@@ -6,7 +6,7 @@ Layout under settings.lake_dir (a contract, DESIGN.md "Data flow"):
     snapshots/<snapshot_id>/rejects/part-NNNNN.parquet
     snapshots/<snapshot_id>/manifest.json          written last, inside the directory
     snapshots/_tmp-<snapshot_id>/                  a snapshot being written (never read)
-    summaries/<snapshot_id>/                       distinct ids, star counts (jobs/ingest/summary.py)
+    summaries/<snapshot_id>/                       distinct ids, stars (jobs/ingest/summary.py)
     derived/{watch_sessions,latest_ratings}/       jobs/ingest/derive.py (incremental)
     dims/{movies,users}.parquet                    jobs/ingest/catalog.py
 
