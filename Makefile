@@ -42,8 +42,9 @@ format: setup ## Apply ruff formatting and safe fixes
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: setup lint ## The full test suite (starts Kafka, Postgres, Airflow itself; stops what it started)
-	$(PY) -m pytest
+test: setup lint ## The full test suite with line coverage (starts Kafka, Postgres, Airflow; stops what it started)
+	status=0; $(PY) -m pytest --cov --cov-report=term:skip-covered || status=$$?; \
+		$(PY) -m tests.support.coverage_summary; exit $$status
 
 test-unit: setup ## Unit tests only (no services)
 	$(PY) -m pytest -m unit
