@@ -58,3 +58,13 @@ def test_an_existing_cluster_in_var_is_kept(var_dir, monkeypatch):
     (var_dir / "postgres" / "data" / "PG_VERSION").write_text("15\n")
     monkeypatch.setattr(services, "_server_user_reaches", lambda path: False)
     assert services.postgres_home() == var_dir / "postgres"
+
+
+def test_setup_names_a_missing_server_it_cannot_install(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(services, "PG_BIN", tmp_path / "no-postgres")
+    monkeypatch.setattr(services.os, "geteuid", lambda: 1000)  # not root: no apt-get
+    monkeypatch.setattr(services, "fetch_kafka_jars", lambda: tmp_path)
+    services.fetch_downloads()
+    assert f"{tmp_path / 'no-postgres'}/initdb is missing" in capsys.readouterr().err
+    with pytest.raises(services.ServiceError, match="install postgresql-15"):
+        services.PostgresCluster(tmp_path / "data", 1, tmp_path / "log").init()
