@@ -39,7 +39,7 @@ def run(argv: list[str]) -> int:
             module = importlib.import_module(f"benchmarks.{name}")
             if module.main([]):
                 failed.append(name)
-        except Exception as exc:  # report and go on: one broken bench must not hide the others
+        except Exception as exc:  # noqa: BLE001 - one broken bench must not hide the others
             failed.append(name)
             print(f"{name} failed: {exc!r}", flush=True)
         print(f"({name} took {time.perf_counter() - start:.0f} s)", flush=True)

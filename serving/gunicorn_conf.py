@@ -30,7 +30,7 @@ worker_class = settings_mod.serving_worker_class()
 threads = settings_mod.serving_threads() if worker_class == "gthread" else 1
 keepalive = 5  # keep-alive worker classes only; the sync worker closes after each answer
 # Workers touch a heartbeat file on every request; keep it in memory, not on the disk.
-worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 - gunicorn's advice
 timeout = 30
 graceful_timeout = 10
 preload_app = True

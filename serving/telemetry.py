@@ -170,7 +170,7 @@ class PredictionLog:
         try:
             lines = [_json_line(item).encode("utf-8") for item in batch]
             self._emit(lines)
-        except Exception:  # a full disk or a bad record must not stop the writer; say so
+        except Exception:  # noqa: BLE001 - a full disk or a bad record must not stop the writer
             self._error("write", "could not write %d records", len(batch))
 
     def _error(self, stage: str, message: str, *args) -> None:

@@ -46,7 +46,7 @@ def create_app(
     """The Flask app serving `world`'s users and movies."""
     app = Flask("simulator.metadata_api")
     bucket = TokenBucket(rate_limit) if rate_limit else None
-    chaos = random.Random(seed)
+    chaos = random.Random(seed)  # noqa: S311 - simulated faults, reproducible by seed
     chaos_lock = threading.Lock()
 
     @app.before_request

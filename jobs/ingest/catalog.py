@@ -174,7 +174,7 @@ class MetadataClient:
         path = f"/{kind}/{ident}"
         url = self.base_url + path
         for attempt in range(self.max_attempts):
-            delay = min(MAX_DELAY, self.base_delay * 2**attempt) * (0.5 + random.random())
+            delay = min(MAX_DELAY, self.base_delay * 2**attempt) * (0.5 + random.random())  # noqa: S311 - jitter
             try:
                 resp = self.session.get(url, timeout=TIMEOUT)
             except requests.RequestException as exc:

@@ -92,6 +92,7 @@ def register(
     A refit names the evaluated version it reproduces (`evaluated_as`); `trained_on` records
     which part of the dataset the artifact was fitted on.
     """
+    from psycopg2 import sql
     from psycopg2.extras import Json
 
     row = {
@@ -110,14 +111,16 @@ def register(
         "evaluated_as": evaluated_as,
         "trained_on": Json(trained_on or {}),
     }
-    names = ", ".join(row)
-    values = ", ".join(f"%({k})s" for k in row)
+    names = sql.SQL(", ").join(map(sql.Identifier, row))
+    values = sql.SQL(", ").join(map(sql.Placeholder, row))
     with connect(database_url) as conn, conn.cursor() as cur:
         cur.execute(
-            f"INSERT INTO model_registry ({names}) VALUES ({values}) "
-            "ON CONFLICT (model_version) DO UPDATE SET metrics = EXCLUDED.metrics, "
-            "training_seconds = EXCLUDED.training_seconds, git_commit = EXCLUDED.git_commit, "
-            "library_versions = EXCLUDED.library_versions, updated_at = now()",
+            sql.SQL(
+                "INSERT INTO model_registry ({}) VALUES ({}) "
+                "ON CONFLICT (model_version) DO UPDATE SET metrics = EXCLUDED.metrics, "
+                "training_seconds = EXCLUDED.training_seconds, git_commit = EXCLUDED.git_commit, "
+                "library_versions = EXCLUDED.library_versions, updated_at = now()"
+            ).format(names, values),
             row,
         )
     conn.close()
@@ -173,7 +176,8 @@ def promote_in(cur, model_version: str | None, reason: str | None, retired_reaso
 
 def _rows(query: str, args: tuple, database_url: str | None) -> list[dict[str, Any]]:
     with connect(database_url) as conn, conn.cursor() as cur:
-        cur.execute(f"SELECT {', '.join(COLUMNS)} FROM model_registry {query}", args)
+        # `query` is one of this module's own clauses; values travel as parameters.
+        cur.execute(f"SELECT {', '.join(COLUMNS)} FROM model_registry {query}", args)  # noqa: S608
         rows = [dict(zip(COLUMNS, r, strict=True)) for r in cur.fetchall()]
     conn.close()
     return rows
