@@ -600,11 +600,12 @@ def _drop_version_table(conn, table: str) -> None:
     try:
         with conn.cursor() as cur:
             cur.execute(query("tables", "is_attached"), (table,))
-            row = cur.fetchone()
-            if row:  # a crashed retire may have left the detach pending: finish that one
-                step = "finalize_detach" if row[0] else "detach"
-                cur.execute(query("tables", step, table=sql.Identifier(table)))
-            cur.execute(query("tables", "drop", table=sql.Identifier(table)))
+            row, ident = cur.fetchone(), sql.Identifier(table)
+            if row and row[0]:  # a crashed retire left the detach pending: finish that one
+                cur.execute(query("tables", "finalize_detach", table=ident))
+            elif row:
+                cur.execute(query("tables", "detach", table=ident))
+            cur.execute(query("tables", "drop", table=ident))
     finally:
         conn.autocommit = False
 
