@@ -6,6 +6,7 @@ are private to the test."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -80,7 +81,8 @@ def manifest_without_build_time(path: Path) -> dict:
 )
 def test_dag_and_cli_build_the_same_dataset(lake_dir, window_days, cli_args):
     built = Path(pipeline.build_dataset(window_days))
-    dag = built.rename(lake_dir / "dag")  # the CLI writes to the same default directory
+    # The CLI writes to the same default directory (and swaps it in): keep a copy of this one.
+    dag = Path(shutil.copytree(built, lake_dir / "dag"))
     cli = dataset.main(cli_args)
     assert cli == built  # same id: same snapshots and parameters
 
