@@ -174,8 +174,8 @@ def child(step: str, impl: str, root: str, url: str) -> None:
     import pandas  # noqa: F401 - the same imports in every child, so "import only" is fair
     import pyarrow.parquet  # noqa: F401
 
-    import jobs.ingest.catalog  # noqa: F401
-    import jobs.ingest.derive  # noqa: F401
+    import jobs.ingest.catalog
+    import jobs.ingest.derive
     import jobs.ingest.validate  # noqa: F401
 
     started = time.perf_counter()

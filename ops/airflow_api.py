@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
+
+import requests
 
 from ops import services
 
@@ -23,27 +22,23 @@ class AirflowAPI:
         port = port or services.settings_mod.load().airflow_port
         base = f"http://127.0.0.1:{port}"
         user, password = services.airflow_login()
-        body = json.dumps({"username": user, "password": password}).encode()
-        req = urllib.request.Request(
-            f"{base}/auth/token", data=body, headers={"Content-Type": "application/json"}
+        resp = requests.post(
+            f"{base}/auth/token", json={"username": user, "password": password}, timeout=10
         )
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return cls(base, json.loads(resp.read())["access_token"])
+        resp.raise_for_status()
+        return cls(base, resp.json()["access_token"])
 
     def call(self, method: str, path: str, body: dict | None = None) -> dict:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(
+        resp = requests.request(
+            method,
             f"{self.base}/api/v2{path}",
-            data=data,
-            method=method,
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+            json=body,
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=30,
         )
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                return json.loads(resp.read() or b"{}")
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode(errors="replace")[:500]
-            raise RuntimeError(f"Airflow API {method} {path}: {exc.code} {detail}") from exc
+        if not resp.ok:
+            raise RuntimeError(f"Airflow API {method} {path}: {resp.status_code} {resp.text[:500]}")
+        return resp.json() if resp.content else {}
 
     def wait_for_dag(self, dag_id: str, deadline_s: float = 180) -> None:
         """Poll until the dag-processor has parsed `dag_id` (it runs on its own schedule)."""

@@ -30,7 +30,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from contracts import settings as settings_mod
-from contracts.kafka import create_topic  # noqa: F401 (tests and benchmarks call it here)
+from contracts.kafka import create_topic
 
 ALL = ("postgres", "kafka", "airflow")
 PG_BIN = settings_mod.pg_bin()
@@ -69,7 +69,7 @@ def wait_until(check, deadline_s: float, what: str, log: Path | None, interval: 
             result = check()
             if result:
                 return result
-        except Exception as exc:  # readiness probes fail in many ways while starting
+        except Exception as exc:  # noqa: BLE001 - readiness probes fail in many ways while starting
             last_exc = exc
         time.sleep(interval)
     hint = f"; see its log: {log}" if log else ""
@@ -318,13 +318,15 @@ def _quote_literal(value: str) -> str:
 
 
 def _ensure_role(cluster: PostgresCluster, user: str, password: str) -> None:
-    exists = cluster.psql(f"SELECT 1 FROM pg_roles WHERE rolname = {_quote_literal(user)}")
+    # psql over the superuser's socket takes no bind parameters: names come from settings,
+    # quoted as literals.
+    exists = cluster.psql(f"SELECT 1 FROM pg_roles WHERE rolname = {_quote_literal(user)}")  # noqa: S608
     verb = "ALTER" if exists == "1" else "CREATE"
     cluster.psql(f'{verb} ROLE "{user}" LOGIN PASSWORD {_quote_literal(password)}')
 
 
 def _ensure_database(cluster: PostgresCluster, name: str, owner: str) -> None:
-    exists = cluster.psql(f"SELECT 1 FROM pg_database WHERE datname = {_quote_literal(name)}")
+    exists = cluster.psql(f"SELECT 1 FROM pg_database WHERE datname = {_quote_literal(name)}")  # noqa: S608
     if exists != "1":
         cluster.psql(f'CREATE DATABASE "{name}" OWNER "{owner}"')
 

@@ -36,7 +36,7 @@ class StubRecommender:
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server naming)
+            def do_GET(self):
                 uid = self.path.rsplit("/", 1)[-1]
                 if not uid.isdigit() or not 1 <= int(uid) <= n_users:
                     return self._reply(400, "invalid user")

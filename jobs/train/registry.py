@@ -213,4 +213,4 @@ def list_versions(
 
 
 # `list` is the name the issue uses; list_versions avoids shadowing the builtin inside here.
-list = list_versions  # noqa: A001
+list = list_versions

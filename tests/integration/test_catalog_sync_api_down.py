@@ -65,7 +65,7 @@ def closed_api(monkeypatch) -> str:
 class KnowsEveryone(JsonHandler):
     """A metadata API that knows every user and movie (runtime 120, age 30)."""
 
-    def do_GET(self):  # noqa: N802 - http.server's name
+    def do_GET(self):
         ident = self.path.rsplit("/", 1)[1]
         doc = {"id": ident, "runtime": 120} if "/movie/" in self.path else {"user_id": ident}
         self.send_json(200, {**doc, "age": 30, "gender": "F"})

@@ -36,7 +36,7 @@ def silent_port():
 class Answer(JsonHandler):
     """GET /user/<code> answers with HTTP status <code>."""
 
-    def do_GET(self):  # noqa: N802 - http.server's name
+    def do_GET(self):
         self.send_json(int(self.path.rsplit("/", 1)[1]), {})
 
 

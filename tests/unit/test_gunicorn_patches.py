@@ -199,7 +199,7 @@ def test_gunicorn_conf_installs_the_text_errors_and_the_deadline_worker(tmp_path
 def test_gunicorn_conf_reads_the_serving_knobs(tmp_path):
     got = load_conf(
         tmp_path,
-        SERVING_HOST="0.0.0.0",
+        SERVING_HOST="0.0.0.0",  # noqa: S104 - only read back, never bound
         SERVING_PORT="9000",
         SERVING_WORKERS="3",
         SERVING_WORKER_CLASS="gthread",

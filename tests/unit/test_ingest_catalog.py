@@ -18,7 +18,7 @@ class Stub(JsonHandler):
     calls: list[str] = []
     script = {"/movie/flaky+2000": [429, 500, 200], "/user/7": [200]}
 
-    def do_GET(self):  # noqa: N802 - http.server's name
+    def do_GET(self):
         self.calls.append(self.path)
         answers = self.script.get(self.path, [404])
         n = sum(1 for c in self.calls if c == self.path) - 1

@@ -185,7 +185,7 @@ def test_paired_bootstrap_is_seeded():
 class _Handler(BaseHTTPRequestHandler):
     """/recommend/1 -> 200 with headers; /recommend/2 -> 400; anything else -> 503."""
 
-    def do_GET(self):  # noqa: N802 - the stdlib's name
+    def do_GET(self):
         user = self.path.rsplit("/", 1)[-1]
         status, body = {"1": (200, "a,b,c"), "2": (400, "bad id")}.get(user, (503, "down"))
         self.send_response(status)
