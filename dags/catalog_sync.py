@@ -13,7 +13,13 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
-DEFAULT_ARGS = {"retries": 2, "retry_delay": timedelta(minutes=5)}
+# Retries after 30-60 s, then 60-120 s, 120-240 s (exponential back-off, capped at 10 min).
+DEFAULT_ARGS = {
+    "retries": 3,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=10),
+}
 
 
 @dag(

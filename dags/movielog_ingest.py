@@ -15,7 +15,16 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
-DEFAULT_ARGS = {"retries": 1, "retry_delay": timedelta(minutes=1)}
+# A database or broker outage fails a task; it retries after 15-30 s, then 30-60 s, 60-120 s,
+# 120-240 s (Airflow's exponential back-off, capped at 5 min): outages up to ~7 min heal
+# without anyone (docs/operations.md, "Fault drills"). A snapshot written by a failed try is
+# validated by the next one (jobs.pipeline.ingest_snapshot), so nothing is lost or repeated.
+DEFAULT_ARGS = {
+    "retries": 4,
+    "retry_delay": timedelta(seconds=15),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=5),
+}
 
 
 @dag(

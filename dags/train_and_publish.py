@@ -12,7 +12,14 @@ from airflow.sdk import Param, dag, task
 
 from jobs.pipeline import DEFAULT_FAMILIES
 
-DEFAULT_ARGS = {"retries": 1, "retry_delay": timedelta(minutes=2)}
+# Retries after 30-60 s, then 60-120 s, 120-240 s (exponential back-off, capped at 10 min):
+# a database restart mid-run heals by itself; every step is safe to rerun.
+DEFAULT_ARGS = {
+    "retries": 3,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=10),
+}
 
 
 @dag(

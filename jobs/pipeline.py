@@ -45,10 +45,28 @@ class SnapshotRejected(RuntimeError):
 
 
 def ingest_snapshot(topic: str | None = None, max_lines: int | None = None) -> str | None:
-    """A snapshot of the topic's unread offsets; its id (None when nothing new arrived)."""
-    from jobs.ingest import snapshot
+    """The snapshot this run validates: one an earlier try wrote but never got judged (it
+    failed after the rename, say at registration during a database outage), else a new one of
+    the topic's unread offsets; its id (None when nothing new arrived).
 
-    return snapshot.ingest(topic=topic, max_lines=max_lines).snapshot_id
+    Without the first case a retried try would register the earlier snapshot, take the next
+    one, and leave the earlier `ingested` forever: never validated, never trained on.
+    """
+    from jobs.ingest import lake, snapshot
+
+    topic = topic or settings.load().kafka_topic
+    pending = lake.unjudged_snapshots(topic)
+    if not pending:
+        snapshot.ingest(topic=topic, max_lines=max_lines)  # registers earlier tries' too
+        pending = lake.unjudged_snapshots(topic)
+    if len(pending) > 1:
+        log.info(
+            "%s: %d snapshots wait for validation; this run takes %s",
+            topic,
+            len(pending),
+            pending[0],
+        )
+    return pending[0] if pending else None
 
 
 def validate_snapshot(snapshot_id: str | None) -> str | None:

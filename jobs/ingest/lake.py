@@ -242,6 +242,19 @@ def snapshot_row(snapshot: str, database_url: str | None = None) -> dict[str, An
     return dict(row) if row is not None else None
 
 
+def unjudged_snapshots(topic: str, database_url: str | None = None) -> list[str]:
+    """Ids of registered snapshots of `topic` that validation never judged, oldest first."""
+    from contracts import db
+
+    conn = db.connect(database_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(db.read_sql("ingest/unjudged_snapshots.sql"), {"topic": topic})
+            return [row[0] for row in cur.fetchall()]
+    finally:
+        conn.close()
+
+
 @dataclass(frozen=True)
 class SnapshotRef:
     """An accepted snapshot as training sees it: its id, directory and event-time span."""
