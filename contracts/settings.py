@@ -141,6 +141,18 @@ def running_in_ci() -> bool:
     return (os.environ.get("CI") or "").strip().lower() in ("1", "true", "yes")
 
 
+def passthrough_env() -> dict[str, str]:
+    """The caller's environment, handed to the processes ops starts (supervisord and its
+    programs): they read their own knobs from it, as any process of the platform does."""
+    return dict(os.environ)
+
+
+def supervisor_startretries() -> int:
+    """Failed starts supervisord retries, waiting 1 s, 2 s, … between them, before it marks a
+    program FATAL (SUPERVISOR_STARTRETRIES, default 30: about 8 minutes of back-off)."""
+    return _env_int("SUPERVISOR_STARTRETRIES", 30)
+
+
 def kafka_heap_opts() -> str:
     """JVM heap options of the embedded Kafka broker (KAFKA_HEAP_OPTS)."""
     return os.environ.get("KAFKA_HEAP_OPTS") or "-Xms512m -Xmx1g"

@@ -1,9 +1,13 @@
 """Start, stop and inspect the embedded local services: PostgreSQL 15, Kafka (KRaft), Airflow 3.
 
-`python -m ops.services up|down|status|reset [names…]`. Every start waits for readiness with a
-deadline and fails naming the service and its log file; starting twice is a no-op; stopping
-leaves nothing running. State lives under .var/, downloads under .cache/. Spark needs no
-daemon: jobs run in `local[2]` unless SPARK_MASTER_URL names a cluster.
+`python -m ops.services up|down|status|reset [names…]`. Each long-running process runs under
+supervisord (ops/supervise.py), which restarts it with back-off when it exits and counts the
+restarts. Every start waits for readiness with a deadline and fails naming the service and
+its log file (a failed external tool: its own last lines of output); starting twice is a
+no-op; stopping leaves nothing running. `status` reads each service's own health signal
+(ops/supervision_health.py) and exits non-zero when anything is unhealthy. State lives under
+.var/, downloads under .cache/. Spark needs no daemon: jobs run in `local[2]` unless
+SPARK_MASTER_URL names a cluster.
 """
 
 from __future__ import annotations
@@ -31,14 +35,42 @@ from urllib.parse import urlsplit
 
 from contracts import settings as settings_mod
 from contracts.kafka import create_topic
+from ops import supervise, supervision_health
 
 ALL = ("postgres", "kafka", "airflow")
+AIRFLOW_PROGRAMS = (
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+)
+PROGRAMS = {"postgres": ("postgres",), "kafka": ("kafka",), "airflow": AIRFLOW_PROGRAMS}
 PG_BIN = settings_mod.pg_bin()
 REPO = settings_mod.REPO_ROOT
 
 
 class ServiceError(RuntimeError):
     """A service failed to start or stop; the message names it and its log file."""
+
+
+class ToolError(ServiceError):
+    """An external tool (initdb, pg_ctl, StorageTool, airflow db migrate…) exited non-zero;
+    the message holds the command and the tool's own last lines of output."""
+
+    def __init__(self, argv: list[str], returncode: int, output: str, tail: int = 20):
+        self.argv, self.returncode, self.output = argv, returncode, output
+        last = "\n".join(f"  | {line}" for line in output.strip().splitlines()[-tail:])
+        command = " ".join(argv)
+        super().__init__(f"{Path(argv[0]).name} exited {returncode}: {command}\n{last or '  | -'}")
+
+
+def run_tool(argv: list[str], **kw) -> subprocess.CompletedProcess:
+    """Run an external tool, capturing its output; a non-zero exit raises ToolError with the
+    tool's last lines (never a bare CalledProcessError)."""
+    result = subprocess.run(argv, check=False, capture_output=True, text=True, **kw)
+    if result.returncode != 0:
+        raise ToolError(argv, result.returncode, (result.stdout or "") + (result.stderr or ""))
+    return result
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -191,7 +223,7 @@ class PostgresCluster:
         if os.geteuid() == 0:
             argv = ["runuser", "-u", "postgres", "--", *argv]
         # cwd "/": the caller's directory may be one the server's OS user cannot enter.
-        return subprocess.run(argv, check=True, capture_output=True, text=True, cwd="/", **kw)
+        return run_tool(argv, cwd="/", **kw)
 
     def _prepare_dirs(self) -> None:
         for path in (self.data_dir.parent, self.socket_dir):
@@ -240,7 +272,7 @@ class PostgresCluster:
             return False
         try:
             self._as_owner([str(PG_BIN / "pg_ctl"), "status", "-D", str(self.data_dir)])
-        except subprocess.CalledProcessError:
+        except ToolError:
             return False
         return True
 
@@ -251,11 +283,6 @@ class PostgresCluster:
             return False
         if port_open("127.0.0.1", self.port):
             raise ServiceError(f"postgres: port {self.port} is taken by another process")
-        opts = (
-            f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 "
-            "-c max_connections=200 -c shared_buffers=512MB -c synchronous_commit=off "
-            "-c max_wal_size=4GB -c checkpoint_timeout=15min"
-        )
         try:
             self._as_owner(
                 [
@@ -266,18 +293,31 @@ class PostgresCluster:
                     "-l",
                     str(self.log),
                     "-o",
-                    opts,
+                    " ".join(self.server_options()),
                     "-w",
                     "-t",
                     str(int(deadline_s)),
                 ]
             )
-        except subprocess.CalledProcessError as exc:
+        except ToolError as exc:
             raise ServiceError(
-                f"postgres failed to start ({exc.stderr.strip()}); see its log: {self.log}"
+                f"postgres failed to start ({exc}); see its log: {self.log}"
             ) from exc
         wait_until(lambda: port_open("127.0.0.1", self.port), deadline_s, "postgres", self.log)
         return True
+
+    def server_options(self) -> list[str]:
+        """Options of the server process (pg_ctl -o, or `postgres` in the foreground)."""
+        return [
+            *("-p", str(self.port), "-k", str(self.socket_dir)),
+            *("-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"),
+            *("-c", "shared_buffers=512MB", "-c", "synchronous_commit=off"),
+            *("-c", "max_wal_size=4GB", "-c", "checkpoint_timeout=15min"),
+        ]
+
+    def foreground_argv(self) -> list[str]:
+        """`postgres -D …` in the foreground, for a supervisor (run as `os_user`)."""
+        return [str(PG_BIN / "postgres"), "-D", str(self.data_dir), *self.server_options()]
 
     def stop(self) -> bool:
         if not self.running():
@@ -409,11 +449,76 @@ def _bootstrap_postgres(cluster: PostgresCluster) -> None:
     )
 
 
+# ---------------------------------------------------------------------------- supervision
+def supervisor_env() -> dict[str, str]:
+    """Environment of supervisord and so of every program it starts: the caller's, plus the
+    runtime environment (AIRFLOW_HOME, PYTHONPATH, the venv first on PATH…)."""
+    return {**settings_mod.passthrough_env(), **runtime_env()}
+
+
+def supervised(programs: list[supervise.Program]) -> None:
+    """Write the programs' configuration and make supervisord run with it (started if
+    needed; new or changed programs that are stopped are (re)loaded)."""
+    supervise.write_config(programs)
+    try:
+        if not supervise.ensure_running(supervisor_env()):
+            supervise.update()
+    except supervise.SupervisorError as exc:
+        raise ServiceError(str(exc)) from exc
+
+
+def start_program(name: str, wait: bool = True) -> bool:
+    """Start one supervised program; a start that fails names the program and its log tail."""
+    try:
+        return supervise.start(name, wait)
+    except supervise.SupervisorError as exc:
+        raise ServiceError(str(exc)) from exc
+
+
+def _retire_unsupervised(name: str) -> None:
+    """Stop a process an older version started with a pid file (before supervision)."""
+    pid = read_pid(name)
+    if pid is not None:
+        stop_group(name, pid, grace_s=30)
+
+
+# ---------------------------------------------------------------------------- Postgres (supervised)
+def postgres_program(cluster: PostgresCluster) -> supervise.Program:
+    """The platform Postgres in the foreground as the server's OS user; SIGINT = fast stop."""
+    root = os.geteuid() == 0
+    return supervise.Program(
+        name="postgres",
+        argv=cluster.foreground_argv(),
+        log=cluster.log,
+        user="postgres" if root else None,
+        directory=Path("/"),
+        startsecs=3,
+        stopsignal="INT",
+        stopwaitsecs=60,
+        priority=10,
+    )
+
+
+def postgres_answers(cluster: PostgresCluster) -> bool:
+    """`SELECT 1` over the server's unix socket as its superuser."""
+    try:
+        return cluster.psql("SELECT 1") == "1"
+    except ToolError:
+        return False
+
+
 def start_postgres(quiet: bool = False) -> bool:
     ensure_postgres_binaries()
     cluster = platform_postgres()
     _record_postgres_home(cluster)
-    started = cluster.start()
+    cluster.init()
+    if cluster.running() and not supervise.running("postgres"):
+        cluster.stop()  # started by pg_ctl (before supervision): hand it to supervisord
+    supervised([postgres_program(cluster)])
+    if not supervise.running("postgres") and port_open("127.0.0.1", cluster.port):
+        raise ServiceError(f"postgres: port {cluster.port} is taken by another process")
+    started = start_program("postgres")
+    wait_until(lambda: postgres_answers(cluster), 60, "postgres", cluster.log)
     _bootstrap_postgres(cluster)
     from contracts import db
 
@@ -423,8 +528,10 @@ def start_postgres(quiet: bool = False) -> bool:
 
 
 def stop_postgres(quiet: bool = False) -> bool:
+    stopped = supervise.stop("postgres")
     cluster = platform_postgres()
-    stopped = cluster.stop() if cluster.initialised() else False
+    if cluster.initialised() and cluster.running():
+        stopped = cluster.stop() or stopped  # one started by pg_ctl, outside supervision
     _say("postgres   stopped" if stopped else "postgres   not running", quiet)
     return stopped
 
@@ -516,61 +623,69 @@ def kafka_cluster_id() -> str:
             return cluster_id
 
 
+def format_kafka_storage(props: Path, cluster_id: str) -> None:
+    """`kafka-storage format` for a new log dir. `--cluster-id=<id>` keeps an id that starts
+    with "-" from being read as an option; a failure shows the tool's own output."""
+    java = ["java", "-cp", f"{kafka_libs()}/*", "kafka.tools.StorageTool"]
+    run_tool([*java, "format", f"--cluster-id={cluster_id}", "-c", str(props)])
+
+
+def kafka_program(props: Path, log: Path) -> supervise.Program:
+    """The broker's JVM in the foreground."""
+    argv = [
+        "java",
+        *settings_mod.kafka_heap_opts().split(),
+        "-XX:+UseG1GC",
+        f"-Dlog4j2.configurationFile={REPO / 'ops' / 'kafka' / 'log4j2.properties'}",
+        "-cp",
+        f"{kafka_libs()}/*",
+        "kafka.Kafka",
+        str(props),
+    ]
+    return supervise.Program(name="kafka", argv=argv, log=log, startsecs=5, priority=20)
+
+
+def _kafka_layout() -> tuple[Path, Path]:
+    """(data dir, server.properties), the properties written from settings."""
+    home = _cfg().var_dir / "kafka"
+    data, props = home / "data", home / "server.properties"
+    home.mkdir(parents=True, exist_ok=True)
+    props.write_text(_kafka_properties(data, _kafka_host_port()[1]))
+    return data, props
+
+
 def start_kafka(quiet: bool = False) -> bool:
     cfg = _cfg()
     log = cfg.log_dir / "kafka.log"
     host, port = _kafka_host_port()
-    if read_pid("kafka"):
-        wait_until(lambda: kafka_ready(cfg.kafka_bootstrap_servers), 60, "kafka", log)
-        create_topic(cfg.kafka_bootstrap_servers, cfg.kafka_topic, cfg.kafka_partitions)
-        _say(f"kafka      already running on {host}:{port}", quiet)
-        return False
-    if port_open(host, port):
+    _retire_unsupervised("kafka")
+    if not supervise.running("kafka") and port_open(host, port):
         raise ServiceError(f"kafka: port {port} is taken by a process we did not start")
-    libs = fetch_kafka_jars()
-    home = cfg.var_dir / "kafka"
-    data = home / "data"
-    props = home / "server.properties"
-    home.mkdir(parents=True, exist_ok=True)
-    props.write_text(_kafka_properties(data, port))
-    java = ["java", "-cp", f"{libs}/*"]
+    fetch_kafka_jars()
+    data, props = _kafka_layout()
     if not (data / "meta.properties").exists():
-        cluster_id = kafka_cluster_id()
-        subprocess.run(
-            [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
-            check=True,
-            capture_output=True,
-        )
-    heap = settings_mod.kafka_heap_opts()
-    argv = [
-        "java",
-        *heap.split(),
-        "-XX:+UseG1GC",
-        f"-Dlog4j2.configurationFile={REPO / 'ops' / 'kafka' / 'log4j2.properties'}",
-        "-cp",
-        f"{libs}/*",
-        "kafka.Kafka",
-        str(props),
-    ]
-    spawn("kafka", argv, log, dict(os.environ))
+        format_kafka_storage(props, kafka_cluster_id())
+    supervised([kafka_program(props, log)])
+    started = start_program("kafka")
     wait_until(lambda: kafka_ready(cfg.kafka_bootstrap_servers), 90, "kafka", log)
     create_topic(cfg.kafka_bootstrap_servers, cfg.kafka_topic, cfg.kafka_partitions)
+    state = "ready" if started else "already running"
     _say(
-        f"kafka      ready on {host}:{port}, topic {cfg.kafka_topic} "
+        f"kafka      {state} on {host}:{port}, topic {cfg.kafka_topic} "
         f"({cfg.kafka_partitions} partitions) (log: {log})",
         quiet,
     )
-    return True
+    return started
 
 
 def stop_kafka(quiet: bool = False) -> bool:
+    stopped = supervise.stop("kafka")
     pid = read_pid("kafka")
-    if not pid:
-        _say("kafka      not running", quiet)
-        return False
-    stop_group("kafka", pid, grace_s=30)
-    _say("kafka      stopped", quiet)
-    return True
+    if pid:
+        stop_group("kafka", pid, grace_s=30)
+        stopped = True
+    _say("kafka      stopped" if stopped else "kafka      not running", quiet)
+    return stopped
 
 
 # ---------------------------------------------------------------------------- Airflow
@@ -623,7 +738,7 @@ def airflow_health(port: int) -> dict:
 
 def _airflow_healthy(port: int) -> bool:
     health = airflow_health(port)
-    parts = ("metadatabase", "scheduler", "dag_processor")
+    parts = ("metadatabase", "scheduler", "dag_processor", "triggerer")
     return all(health.get(p, {}).get("status") == "healthy" for p in parts)
 
 
@@ -639,47 +754,99 @@ def airflow_login() -> tuple[str, str]:
 
 
 def migrate_airflow_db(env: dict[str, str]) -> None:
+    """`airflow db migrate` (idempotent); its output is kept in airflow-migrate.log and its
+    last lines are shown when it fails."""
     log = _cfg().log_dir / "airflow-migrate.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        result = subprocess.run(
-            [_airflow_bin(), "db", "migrate"], env=env, stdout=out, stderr=subprocess.STDOUT
+    try:
+        result = run_tool([_airflow_bin(), "db", "migrate"], env=env)
+    except ToolError as exc:
+        log.write_text(exc.output)
+        raise ServiceError(f"airflow db migrate failed; see its log: {log}\n{exc}") from exc
+    log.write_text(result.stdout + result.stderr)
+
+
+def ensure_airflow_login(airflow_home: Path) -> None:
+    """The simple auth manager's passwords file with a random admin password, written before
+    the API server starts (what `airflow standalone` did on its first run)."""
+    path = airflow_home / "simple_auth_manager_passwords.json.generated"
+    if path.exists():
+        return
+    path.write_text(json.dumps({"admin": secrets.token_urlsafe(12)}) + "\n")
+    path.chmod(0o600)
+
+
+def airflow_programs(env: dict[str, str]) -> list[supervise.Program]:
+    """API server, scheduler, DAG processor and triggerer: four supervised processes."""
+    log_dir = _cfg().log_dir
+    commands = {
+        "airflow-apiserver": [
+            "api-server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(_cfg().airflow_port),
+        ],
+        "airflow-scheduler": ["scheduler"],
+        "airflow-dag-processor": ["dag-processor"],
+        "airflow-triggerer": ["triggerer"],
+    }
+    return [
+        supervise.Program(
+            name=name,
+            argv=[_airflow_bin(), *command],
+            log=log_dir / f"{name}.log",
+            env=env,
+            startsecs=10,
+            priority=30,
         )
-    if result.returncode != 0:
-        raise ServiceError(f"airflow db migrate failed; see its log: {log}")
+        for name, command in commands.items()
+    ]
+
+
+def airflow_env() -> dict[str, str]:
+    """What every Airflow component runs with (two task slots on this machine)."""
+    knobs = {
+        key: value
+        for key, value in settings_mod.passthrough_env().items()
+        if key.startswith("AIRFLOW__") or key in settings_mod.DEFAULTS
+    }
+    return {**knobs, **runtime_env(), "AIRFLOW__CORE__PARALLELISM": "2"}
 
 
 def start_airflow(quiet: bool = False) -> bool:
-    cfg = _cfg()
-    log = cfg.log_dir / "airflow.log"
-    env = {**os.environ, **runtime_env(), "AIRFLOW__CORE__PARALLELISM": "2"}
-    port = cfg.airflow_port
-    if read_pid("airflow"):
-        wait_until(lambda: _airflow_healthy(port), 240, "airflow", log, interval=2)
-        _say(f"airflow    already running on http://127.0.0.1:{port}", quiet)
-        return False
-    if port_open("127.0.0.1", port):
+    port = _cfg().airflow_port
+    log = _cfg().log_dir / "airflow-scheduler.log"
+    env = airflow_env()
+    _retire_unsupervised("airflow")
+    up_now = [name for name in AIRFLOW_PROGRAMS if supervise.running(name)]
+    if not up_now and port_open("127.0.0.1", port):
         raise ServiceError(f"airflow: port {port} is taken by a process we did not start")
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
-    migrate_airflow_db(env)
-    spawn("airflow", [_airflow_bin(), "standalone"], log, env)
+    if len(up_now) < len(AIRFLOW_PROGRAMS):
+        migrate_airflow_db({**os.environ, **env})
+        ensure_airflow_login(Path(env["AIRFLOW_HOME"]))
+    supervised(airflow_programs(env))
+    started = [name for name in AIRFLOW_PROGRAMS if start_program(name, wait=False)]
     wait_until(lambda: _airflow_healthy(port), 240, "airflow", log, interval=2)
     user, password = airflow_login()
+    state = "ready" if started else "already running"
     _say(
-        f"airflow    ready: UI http://127.0.0.1:{port} login {user} / {password} (log: {log})",
+        f"airflow    {state}: UI http://127.0.0.1:{port} login {user} / {password} "
+        f"(logs: {_cfg().log_dir}/airflow-*.log)",
         quiet,
     )
-    return True
+    return bool(started)
 
 
 def stop_airflow(quiet: bool = False) -> bool:
+    stopped = [name for name in AIRFLOW_PROGRAMS if supervise.stop(name)]
     pid = read_pid("airflow")
-    if not pid:
-        _say("airflow    not running", quiet)
-        return False
-    stop_group("airflow", pid, grace_s=30)
-    _say("airflow    stopped", quiet)
-    return True
+    if pid:
+        stop_group("airflow", pid, grace_s=30)
+        stopped.append("airflow")
+    _say("airflow    stopped" if stopped else "airflow    not running", quiet)
+    return bool(stopped)
 
 
 # ---------------------------------------------------------------------------- commands
@@ -727,43 +894,98 @@ def up(names=ALL, quiet: bool = False) -> list[str]:
 
 
 def down(names=ALL, quiet: bool = False) -> list[str]:
-    """Stop `names` in reverse dependency order; return the ones that were running."""
+    """Stop `names` in reverse dependency order; return the ones that were running. When no
+    supervised program is left running, supervisord itself exits too."""
     stopped = []
     for name in reversed(ALL):
         if name in names and STOPPERS[name](quiet=quiet):
             stopped.append(name)
+    if supervise.alive() and not supervise.programs_running():
+        supervise.shutdown()
     return stopped
 
 
-def status() -> dict[str, dict]:
-    """What is running, where, and where its log is."""
+def _addresses() -> dict[str, str]:
     cfg = _cfg()
     host, kport = _kafka_host_port()
-    pg = platform_postgres()
-    report = {
-        "postgres": {
-            "running": pg.running(),
-            "address": f"127.0.0.1:{pg.port}",
-            "log": str(pg.log),
-        },
-        "kafka": {
-            "running": bool(read_pid("kafka")) and port_open(host, kport),
-            "address": f"{host}:{kport}",
-            "log": str(cfg.log_dir / "kafka.log"),
-        },
-        "airflow": {
-            "running": bool(read_pid("airflow")) and port_open("127.0.0.1", cfg.airflow_port),
-            "address": f"http://127.0.0.1:{cfg.airflow_port}",
-            "log": str(cfg.log_dir / "airflow.log"),
-        },
-        "spark": {"running": True, "address": cfg.spark_master_url, "log": "(in-process)"},
+    return {
+        "postgres": f"127.0.0.1:{_url_parts(cfg.database_url)[3]}",
+        "kafka": f"{host}:{kport}",
+        "airflow": f"http://127.0.0.1:{cfg.airflow_port}",
+        "serving": f"http://127.0.0.1:{cfg.serving_port}",
+        "metadata-api": cfg.metadata_api_url,
+        "traffic": "simulator live loop",
     }
+
+
+def status_programs() -> list[str]:
+    """The programs `status` judges: the services', plus any app `make run` added."""
+    apps = ("metadata-api", "serving", "traffic")
+    extra = [name for name in apps if supervise.alive() and supervise.known(name)]
+    return [*PROGRAMS["postgres"], *PROGRAMS["kafka"], *PROGRAMS["airflow"], *extra]
+
+
+def health() -> list[supervision_health.Health]:
+    """A verdict per supervised program (see ops/supervision_health.py): healthy or not, why,
+    since when, and how many times supervisord restarted it."""
+    return supervision_health.check(status_programs())
+
+
+def status(verdicts: list[supervision_health.Health] | None = None) -> dict[str, dict]:
+    """Per service: running (healthy), address, log, restarts, and the unhealthy programs."""
+    cfg = _cfg()
+    verdicts = {v.service: v for v in (health() if verdicts is None else verdicts)}
+    logs = {"postgres": str(platform_postgres().log), "airflow": f"{cfg.log_dir}/airflow-*.log"}
+    report = {}
+    for service, address in _addresses().items():
+        members = PROGRAMS.get(service, (service,))
+        rows = [verdicts[m] for m in members if m in verdicts]
+        if not rows:
+            continue
+        report[service] = {
+            "running": all(v.healthy for v in rows),
+            "address": address,
+            "log": logs.get(service, str(cfg.log_dir / f"{service}.log")),
+            "restarts": sum(v.restarts for v in rows),
+            "unhealthy": [v for v in rows if not v.healthy],
+        }
+    report["spark"] = {"running": True, "address": cfg.spark_master_url, "log": "(in-process)"}
     return report
+
+
+def _ago(since: float | None, now: float) -> str:
+    if since is None:
+        return ""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since))
+    return f" since {stamp} ({now - since:.0f} s)"
+
+
+def print_status(rows: dict[str, dict]) -> int:
+    """The status table, then one line per unhealthy program; 0 when all is healthy, else 3."""
+    now = time.time()
+    for name, row in rows.items():
+        state = "up  " if row["running"] else "down"
+        restarts = f"restarts {row['restarts']:<3}" if "restarts" in row else " " * 12
+        print(f"{name:<9} {state} {row['address']:<28} {restarts} log: {row['log']}")
+    bad = [v for row in rows.values() for v in row.get("unhealthy", [])]
+    for verdict in bad:
+        print(f"unhealthy: {verdict.service}{_ago(verdict.since, now)}: {verdict.detail}")
+    return 3 if bad else 0
+
+
+def status_command(prom: str | None) -> int:
+    """`status [--prom FILE]`: print the table; with --prom also write the Prometheus textfile."""
+    verdicts = health()
+    if prom is not None:
+        path = Path(prom) if prom else _cfg().var_dir / "metrics" / "services.prom"
+        supervision_health.write_prometheus(verdicts, path, time.time())
+    return print_status(status(verdicts))
 
 
 def reset(quiet: bool = False) -> None:
     """Stop everything and delete local state under .var/ (downloads in .cache/ stay)."""
     down(ALL, quiet=quiet)
+    supervise.shutdown()
     var = _cfg().var_dir
     home = postgres_home()
     if home.exists() and home.is_relative_to(settings_mod.postgres_homes_dir()):
@@ -789,6 +1011,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops.services", description=__doc__)
     parser.add_argument("command", choices=["up", "down", "status", "reset", "env", "fetch"])
     parser.add_argument("names", nargs="*", help=f"any of {', '.join(ALL)} (default: all)")
+    parser.add_argument(
+        "--prom",
+        nargs="?",
+        const="",
+        metavar="FILE",
+        help="status: also write Prometheus text (default .var/metrics/services.prom)",
+    )
     args = parser.parse_args(argv)
     names = tuple(args.names) or ALL
     unknown = set(names) - set(ALL)
@@ -807,11 +1036,7 @@ def main(argv: list[str] | None = None) -> int:
             for key, value in runtime_env().items():
                 print(f"export {key}={value}")
         else:
-            rows = status()
-            for name, row in rows.items():
-                state = "up  " if row["running"] else "down"
-                print(f"{name:<9} {state} {row['address']:<28} log: {row['log']}")
-            return 0 if all(r["running"] for r in rows.values()) else 3
+            return status_command(args.prom)
     except ServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,66 @@
+"""supervisord event listener: counts and logs the automatic restarts of each program.
+
+Run by supervisord as `[eventlistener:restart-counter]` on PROCESS_STATE_STARTING events.
+A start from EXITED or BACKOFF is supervisord restarting a process by itself (after a crash,
+a kill or a failed start); a start from STOPPED is an operator's or the first one and is not
+counted. Counts go to the JSON file named on the command line (written atomically), one log
+line per restart to stderr (supervisord sends it to .var/log/restarts.log).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+AUTOMATIC = ("EXITED", "BACKOFF")
+
+
+def parse_payload(payload: str) -> dict[str, str]:
+    """`processname:x groupname:x from_state:EXITED tries:0` → a dict."""
+    return dict(token.split(":", 1) for token in payload.split() if ":" in token)
+
+
+def record(counts: dict[str, int], headers: dict[str, str], payload: str) -> str | None:
+    """Count one event in `counts`; return the log line when it was an automatic restart."""
+    if headers.get("eventname") != "PROCESS_STATE_STARTING":
+        return None
+    fields = parse_payload(payload)
+    name = fields.get("processname", "?")
+    if fields.get("from_state") not in AUTOMATIC:
+        return None
+    counts[name] = counts.get(name, 0) + 1
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return (
+        f"{stamp} restart {name} (from {fields['from_state']}, attempt {fields.get('tries', '?')}"
+        f", restarts so far {counts[name]})"
+    )
+
+
+def write_counts(path: Path, counts: dict[str, int]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(counts, sort_keys=True))
+    tmp.replace(path)
+
+
+def main(argv: list[str]) -> int:
+    from supervisor import childutils
+
+    path = Path(argv[0])
+    try:
+        counts = json.loads(path.read_text())
+    except (OSError, ValueError):
+        counts = {}
+    write_counts(path, counts)
+    while True:
+        headers, payload = childutils.listener.wait(sys.stdin, sys.stdout)
+        line = record(counts, headers, payload)
+        if line:
+            write_counts(path, counts)
+            print(line, file=sys.stderr, flush=True)
+        childutils.listener.ok(sys.stdout)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
