@@ -69,6 +69,28 @@ def ingest_snapshot(topic: str | None = None, max_lines: int | None = None) -> s
     return pending[0] if pending else None
 
 
+def snapshot_ledger(topic: str | None = None) -> list[dict[str, Any]]:
+    """Every complete snapshot of the topic, oldest first: its offsets per partition, lines
+    read, rows + rejects written, and its status in Postgres (None: not registered). What the
+    fault drills (ops/drill.py) account events with."""
+    from jobs.ingest import lake
+
+    ledger = []
+    for manifest in lake.completed_snapshots(topic=topic or settings.load().kafka_topic):
+        row = lake.snapshot_row(manifest["snapshot_id"])
+        offsets = {int(part): (start, end) for part, (start, end) in manifest["offsets"].items()}
+        ledger.append(
+            {
+                "snapshot_id": manifest["snapshot_id"],
+                "offsets": offsets,
+                "lines_read": manifest["lines_read"],
+                "written": sum(manifest["row_counts"].values()),
+                "status": row["status"] if row else None,
+            }
+        )
+    return ledger
+
+
 def validate_snapshot(snapshot_id: str | None) -> str | None:
     """Run the expectation suites on a snapshot (its status is set by mark_snapshot)."""
     from jobs.ingest import validate
