@@ -53,6 +53,11 @@ bench: setup ## Benchmarks (prints tables; figures go in the issue notes); BENCH
 	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
 	$(PY) -m benchmarks $(BENCH)
 
+.PHONY: drill
+drill: setup ## Fault drills on the running platform (`make run` first), under serving load (wrk): a table
+	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
+	$(PY) -m ops.drill
+
 services-up: setup ## Start Kafka (KRaft), Postgres 15 and Airflow 3 on loopback
 	@$(PY) -m ops.services up
 
