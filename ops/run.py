@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 import requests
 
 from contracts import settings as settings_mod
-from ops import services
+from ops import services, supervise
 
 
 @dataclass
 class App:
-    """A long-running process of ours, started detached with a pid file and a log."""
+    """A long-running process of ours, a supervisord program (restarted with back-off when it
+    exits, restarts counted) with its log in .var/log/<name>.log."""
 
     name: str
     argv: list[str]
@@ -33,24 +34,29 @@ class App:
     def log(self):
         return settings_mod.load().log_dir / f"{self.name}.log"
 
+    def program(self) -> supervise.Program:
+        env = {**services.runtime_env(), **self.env}
+        return supervise.Program(self.name, self.argv, self.log, env=env, stopwaitsecs=15)
+
     def running(self) -> bool:
-        return services.read_pid(self.name) is not None
+        return supervise.alive() and supervise.running(self.name)
 
     def start(self, deadline_s: float = 60) -> bool:
-        if self.running():
-            return False
-        env = {**os.environ, **services.runtime_env(), **self.env}
-        services.spawn(self.name, self.argv, self.log, env)
+        """Start under supervision (a no-op when up) and wait for `ready_url` to answer."""
+        legacy = services.read_pid(self.name)  # started detached by an older version
+        if legacy is not None:
+            services.stop_group(self.name, legacy, grace_s=15)
+        services.supervised([self.program()])
+        started = services.start_program(self.name)
         if self.ready_url:
             services.wait_until(lambda: _http_ok(self.ready_url), deadline_s, self.name, self.log)
-        return True
+        return started
 
     def stop(self) -> bool:
-        pid = services.read_pid(self.name)
-        if pid is None:
-            return False
-        services.stop_group(self.name, pid, grace_s=15)
-        return True
+        legacy = services.read_pid(self.name)
+        if legacy is not None:
+            services.stop_group(self.name, legacy, grace_s=15)
+        return supervise.stop(self.name) or legacy is not None
 
 
 def _http_ok(url: str) -> bool:

@@ -38,13 +38,22 @@ from contracts.kafka import create_topic
 from ops import supervise, supervision_health
 
 ALL = ("postgres", "kafka", "airflow")
+APPS = ("metadata-api", "serving", "traffic")  # the programs `make run` adds (ops/run.py)
 AIRFLOW_PROGRAMS = (
     "airflow-apiserver",
     "airflow-scheduler",
     "airflow-dag-processor",
     "airflow-triggerer",
 )
-PROGRAMS = {"postgres": ("postgres",), "kafka": ("kafka",), "airflow": AIRFLOW_PROGRAMS}
+# status rows: a service and the supervised programs it is made of
+PROGRAMS = {
+    "postgres": ("postgres",),
+    "kafka": ("kafka",),
+    "airflow": AIRFLOW_PROGRAMS,
+    "serving": ("serving",),
+    "metadata": ("metadata-api",),
+    "traffic": ("traffic",),
+}
 PG_BIN = settings_mod.pg_bin()
 REPO = settings_mod.REPO_ROOT
 
@@ -59,7 +68,9 @@ class ToolError(ServiceError):
 
     def __init__(self, argv: list[str], returncode: int, output: str, tail: int = 20):
         self.argv, self.returncode, self.output = argv, returncode, output
-        last = "\n".join(f"  | {line}" for line in output.strip().splitlines()[-tail:])
+        # Java stack frames say where, not what: the exception's own line is kept instead.
+        lines = [ln for ln in output.strip().splitlines() if not ln.startswith(("\tat ", "\t..."))]
+        last = "\n".join(f"  | {line}" for line in lines[-tail:])
         command = " ".join(argv)
         super().__init__(f"{Path(argv[0]).name} exited {returncode}: {command}\n{last or '  | -'}")
 
@@ -890,7 +901,26 @@ def up(names=ALL, quiet: bool = False) -> list[str]:
     for name in ALL:
         if name in names and STARTERS[name](quiet=quiet):
             started.append(name)
+    supervised([exporter_program()])
+    start_program(EXPORTER, wait=False)
     return started
+
+
+EXPORTER = "health-exporter"
+EXPORT_EVERY_S = 30
+
+
+def metrics_file() -> Path:
+    """The Prometheus textfile of service health (.var/metrics/services.prom)."""
+    return _cfg().var_dir / "metrics" / "services.prom"
+
+
+def exporter_program() -> supervise.Program:
+    """`status --prom --every 30`, supervised: keeps the health textfile (and the
+    unhealthy-since record) fresh while anything runs."""
+    argv = [sys.executable, "-m", "ops.services", "status", "--prom", "--every"]
+    log = _cfg().log_dir / f"{EXPORTER}.log"
+    return supervise.Program(EXPORTER, [*argv, str(EXPORT_EVERY_S)], log, env=runtime_env())
 
 
 def down(names=ALL, quiet: bool = False) -> list[str]:
@@ -900,7 +930,7 @@ def down(names=ALL, quiet: bool = False) -> list[str]:
     for name in reversed(ALL):
         if name in names and STOPPERS[name](quiet=quiet):
             stopped.append(name)
-    if supervise.alive() and not supervise.programs_running():
+    if supervise.alive() and set(supervise.programs_running()) <= {EXPORTER}:
         supervise.shutdown()
     return stopped
 
@@ -913,15 +943,14 @@ def _addresses() -> dict[str, str]:
         "kafka": f"{host}:{kport}",
         "airflow": f"http://127.0.0.1:{cfg.airflow_port}",
         "serving": f"http://127.0.0.1:{cfg.serving_port}",
-        "metadata-api": cfg.metadata_api_url,
+        "metadata": cfg.metadata_api_url,
         "traffic": "simulator live loop",
     }
 
 
 def status_programs() -> list[str]:
     """The programs `status` judges: the services', plus any app `make run` added."""
-    apps = ("metadata-api", "serving", "traffic")
-    extra = [name for name in apps if supervise.alive() and supervise.known(name)]
+    extra = [name for name in APPS if supervise.alive() and supervise.known(name)]
     return [*PROGRAMS["postgres"], *PROGRAMS["kafka"], *PROGRAMS["airflow"], *extra]
 
 
@@ -938,14 +967,13 @@ def status(verdicts: list[supervision_health.Health] | None = None) -> dict[str,
     logs = {"postgres": str(platform_postgres().log), "airflow": f"{cfg.log_dir}/airflow-*.log"}
     report = {}
     for service, address in _addresses().items():
-        members = PROGRAMS.get(service, (service,))
-        rows = [verdicts[m] for m in members if m in verdicts]
+        rows = [verdicts[m] for m in PROGRAMS[service] if m in verdicts]
         if not rows:
             continue
         report[service] = {
             "running": all(v.healthy for v in rows),
             "address": address,
-            "log": logs.get(service, str(cfg.log_dir / f"{service}.log")),
+            "log": logs.get(service, str(cfg.log_dir / f"{PROGRAMS[service][0]}.log")),
             "restarts": sum(v.restarts for v in rows),
             "unhealthy": [v for v in rows if not v.healthy],
         }
@@ -973,13 +1001,23 @@ def print_status(rows: dict[str, dict]) -> int:
     return 3 if bad else 0
 
 
-def status_command(prom: str | None) -> int:
-    """`status [--prom FILE]`: print the table; with --prom also write the Prometheus textfile."""
-    verdicts = health()
-    if prom is not None:
-        path = Path(prom) if prom else _cfg().var_dir / "metrics" / "services.prom"
-        supervision_health.write_prometheus(verdicts, path, time.time())
-    return print_status(status(verdicts))
+def status_command(prom: str | None, every: float | None = None) -> int:
+    """`status [--prom [FILE]] [--every S]`: print the table and exit 0 (healthy) or 3; with
+    --prom also write the Prometheus textfile; with --every keep exporting, logging changes."""
+    path = Path(prom) if prom else metrics_file()
+    last: set[str] | None = None
+    while True:
+        verdicts = health()
+        if prom is not None:
+            supervision_health.write_prometheus(verdicts, path, time.time())
+        if every is None:
+            return print_status(status(verdicts))
+        bad = {f"{v.service}: {v.detail}" for v in verdicts if not v.healthy}
+        if bad != last:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            print(f"{stamp} unhealthy: {sorted(bad) or 'none'}", flush=True)
+            last = bad
+        time.sleep(every)
 
 
 def reset(quiet: bool = False) -> None:
@@ -1018,6 +1056,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FILE",
         help="status: also write Prometheus text (default .var/metrics/services.prom)",
     )
+    parser.add_argument("--every", type=float, help="status: repeat every S seconds (exporter)")
     args = parser.parse_args(argv)
     names = tuple(args.names) or ALL
     unknown = set(names) - set(ALL)
@@ -1036,7 +1075,7 @@ def main(argv: list[str] | None = None) -> int:
             for key, value in runtime_env().items():
                 print(f"export {key}={value}")
         else:
-            return status_command(args.prom)
+            return status_command(args.prom, args.every)
     except ServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
