@@ -31,7 +31,7 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install -q -r requirements.txt
 	@touch $(STAMP)
 
-setup: $(STAMP) ## Create .venv (pinned requirements, pip cache in .cache/), fetch the Kafka jars, install PostgreSQL 15
+setup: $(STAMP) ## Create .venv (pinned requirements, pip cache in .cache/), fetch the Kafka jars, install PostgreSQL 15 and promtool
 	@$(PY) -m ops.services fetch
 
 lint: setup ## ruff format --check + ruff check (Airflow AIR rules included)
@@ -58,14 +58,14 @@ drill: setup ## Fault drills on the running platform (`make run` first), under s
 	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
 	$(PY) -m ops.drill
 
-services-up: setup ## Start Kafka (KRaft), Postgres 15 and Airflow 3 on loopback
+services-up: setup ## Start Kafka (KRaft), Postgres 15 and Airflow 3 on loopback, supervised (restarted when they exit)
 	@$(PY) -m ops.services up
 
-services-down: ## Stop Kafka, Postgres and Airflow
+services-down: ## Stop Kafka, Postgres and Airflow (and supervisord when nothing else runs)
 	@test ! -x $(PY) || $(PY) -m ops.services down
 
-status: ## What is running, where, and its log file
-	@$(PY) -m ops.services status
+status: ## Health of each service from its own signal, restarts, logs; exits non-zero naming what is unhealthy
+	@$(PY) -m ops.services status --prom
 
 run: services-up ## The whole system end to end on local services; leaves it running
 	@$(PY) -m ops.run --scale "$(SCALE)" --days "$(DAYS)"

@@ -1034,15 +1034,28 @@ def reset(quiet: bool = False) -> None:
     _say(f"removed {var}", quiet)
 
 
+def ensure_promtool() -> None:
+    """`promtool` (Debian package prometheus, as root) for the alert rules' unit tests."""
+    if shutil.which("promtool"):
+        return
+    if os.geteuid() != 0:
+        raise ServiceError("promtool is missing; install the Debian package prometheus")
+    print("installing promtool (Debian package prometheus, apt-get) …", flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    run_tool(["apt-get", "update", "-q"], env=env)
+    run_tool(["apt-get", "install", "-y", "-q", "--no-install-recommends", "prometheus"], env=env)
+
+
 def fetch_downloads() -> None:
-    """What `make setup` installs besides the venv: the Kafka jars and the PostgreSQL server
-    (as root; elsewhere a missing server is named, and the services or tests that need it
-    fail with the same message)."""
+    """What `make setup` installs besides the venv: the Kafka jars, the PostgreSQL server and
+    promtool (as root; elsewhere a missing one is named, and the services or tests that need
+    it fail with the same message)."""
     fetch_kafka_jars()
-    try:
-        ensure_postgres_binaries()
-    except ServiceError as exc:
-        print(f"warning: {exc}", file=sys.stderr)
+    for ensure in (ensure_postgres_binaries, ensure_promtool):
+        try:
+            ensure()
+        except ServiceError as exc:
+            print(f"warning: {exc}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

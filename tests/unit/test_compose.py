@@ -87,3 +87,57 @@ def test_no_secrets_in_the_file():
     for line in example.splitlines():
         if re.match(r"[A-Z_]*(PASSWORD|SECRET)[A-Z_]*=", line):
             assert line.endswith("="), f".env.example must leave secrets empty: {line}"
+
+
+def _depends(service: dict) -> dict:
+    """depends_on in either form (a list of names, or names with conditions) as a dict."""
+    depends = service.get("depends_on") or {}
+    return {name: {} for name in depends} if isinstance(depends, list) else depends
+
+
+def test_every_service_restarts_and_has_a_health_check(compose):
+    # yaml.safe_load resolves the `<<: *airflow` merges, so inherited keys count.
+    missing = []
+    for name, service in compose["services"].items():
+        restart = service.get("restart")
+        if restart is None:
+            missing.append(f"{name}: no restart policy")
+        elif str(restart) == "no":
+            # a one-shot job: others wait for it to finish instead of for it to be healthy
+            waiters = [
+                other
+                for other, spec in compose["services"].items()
+                if _depends(spec).get(name, {}).get("condition") == "service_completed_successfully"
+            ]
+            if not waiters:
+                missing.append(f"{name}: restart 'no' but nothing waits for it to complete")
+            continue
+        elif restart not in ("unless-stopped", "always", "on-failure"):
+            missing.append(f"{name}: restart {restart!r}")
+        check = service.get("healthcheck") or {}
+        if not check.get("test") or check.get("disable"):
+            missing.append(f"{name}: no health check")
+    assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("service", "signal"),
+    [
+        ("postgres", "SELECT 1"),
+        ("kafka", "kafka-broker-api-versions"),
+        ("airflow-apiserver", "/api/v2/monitor/health"),
+        ("airflow-scheduler", "SchedulerJob"),
+        ("airflow-dag-processor", "DagProcessorJob"),
+        ("airflow-triggerer", "TriggererJob"),
+        ("serving", "/readyz"),
+    ],
+)
+def test_health_checks_read_the_signals_status_reads(compose, service, signal):
+    test = compose["services"][service]["healthcheck"]["test"]
+    assert signal in " ".join(test)
+
+
+def test_dependents_wait_for_health_not_for_start(compose):
+    for name in ("airflow-scheduler", "airflow-apiserver", "serving"):
+        depends = compose["services"][name]["depends_on"]
+        assert depends["postgres"]["condition"] == "service_healthy", name
