@@ -573,8 +573,15 @@ def wait_run(api, dag_id: str, run_id: str, deadline_s: float = 900) -> RunOutco
 @contextlib.contextmanager
 def unpaused(api, dag_id: str):
     """The DAG parsed and unpaused for the block; paused again afterwards if it was before."""
-    api.wait_for_dag(dag_id)  # parses, then unpauses
-    was_paused = api.call("GET", f"/dags/{dag_id}").get("is_paused")
+
+    def parsed() -> dict | None:
+        with contextlib.suppress(Exception):
+            return api.call("GET", f"/dags/{dag_id}")
+        return None
+
+    was_paused = services.wait_until(parsed, 180, f"DAG {dag_id} parsed", None, 3)["is_paused"]
+    if was_paused:
+        api.call("PATCH", f"/dags/{dag_id}", {"is_paused": False})
     try:
         yield
     finally:

@@ -24,7 +24,6 @@ import pytest
 
 from contracts import settings as settings_mod
 from ops import drill, services
-from tests.integration.test_ingest import produce
 
 SNAPSHOT_LINES = 120_000  # a snapshot that takes a second or more to write: the fault lands in it
 
@@ -43,6 +42,17 @@ def lines(n: int, day: str = "2025-03-01", first_user: int = 1000) -> list[bytes
         else:
             out.append(f"{at},{user},GET /data/m/{movie}/{i % 90}.mpg".encode())
     return out
+
+
+def produce(topic: str, kafka: str, batch: list[bytes]) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer(
+        {"bootstrap.servers": kafka, "linger.ms": 20, "queue.buffering.max.messages": 1_000_000}
+    )
+    for n, line in enumerate(batch):
+        producer.produce(topic, value=line, key=str(n % 97).encode())
+    assert producer.flush(60) == 0
 
 
 def dag_test_ingest(topic: str) -> drill.RunOutcome:
@@ -124,7 +134,7 @@ def test_kafka_killed_during_ingest_snapshot_consistent_and_next_continues(
     produce(kafka_topic, kafka, lines(SNAPSHOT_LINES))
 
     def more() -> None:
-        produce(kafka_topic, kafka, lines(3000, day="2025-03-02"))
+        produce(kafka_topic, kafka, lines(SNAPSHOT_LINES // 10, day="2025-03-02"))
 
     try:
         result = drill.drill_kafka_during_ingest(ingest_target(kafka_topic, kafka), broker, more)
