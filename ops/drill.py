@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import random
 import shutil
@@ -38,28 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from contracts import settings as settings_mod
-from ops import services
+from ops import services, supervise
 
 # ---------------------------------------------------------------------------- processes
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-
-
-def find_processes(*needles: str) -> list[int]:
-    """Pids whose command line contains every needle (as a substring of some argument)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            argv = _cmdline(int(entry.name))
-            if argv and all(any(n in a for a in argv) for n in needles):
-                found.append(int(entry.name))
-    return sorted(found)
 
 
 def children(pid: int) -> list[int]:
@@ -76,16 +56,6 @@ def children(pid: int) -> list[int]:
         if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
             kids.append(int(entry.name))
     return sorted(kids)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def client_connections(pid: int, port: int) -> int:
@@ -108,22 +78,12 @@ def client_connections(pid: int, port: int) -> int:
     return count
 
 
-def _supervise():
-    """ops.supervise when supervisord runs this platform (None under `airflow standalone`)."""
-    try:
-        from ops import supervise
-    except ImportError:
-        return None
-    try:
-        return supervise if supervise.alive() else None
-    except Exception:  # noqa: BLE001 - an unreachable supervisord means: not supervised
-        return None
-
-
-def restarts() -> dict[str, int]:
-    """supervisord's automatic restarts per program ({} when nothing is supervised)."""
-    sup = _supervise()
-    return dict(sup.restarts()) if sup is not None else {}
+def supervised_pid(name: str) -> int:
+    """The pid of a program supervisord runs (docs/operations.md); fails naming it."""
+    pid = supervise.pid(name)
+    if pid is None:
+        raise RuntimeError(f"{name} is not running under supervisord (`make run` first)")
+    return pid
 
 
 # ---------------------------------------------------------------------------- load
@@ -487,13 +447,10 @@ class Broker:
 
     @classmethod
     def platform(cls) -> Broker:
-        """The platform's broker, found now (supervisord's program, else the pid file)."""
-        sup = _supervise()
-        supervised = sup is not None and sup.known("kafka")
-        pid = sup.pid("kafka") if supervised else services.read_pid("kafka")
-        if pid is None:
-            raise RuntimeError("kafka is not running")
-        return cls(settings_mod.load().kafka_bootstrap_servers, pid, dict(os.environ))
+        """The platform's broker (supervisord's `kafka`), found in the environment of now."""
+        return cls(
+            settings_mod.load().kafka_bootstrap_servers, supervised_pid("kafka"), dict(os.environ)
+        )
 
     def ready(self) -> bool:
         return services.kafka_ready(self.bootstrap)
@@ -605,30 +562,6 @@ def scheduler_heartbeat(port: int) -> float | None:
     return datetime.fromisoformat(beat).timestamp() if beat else None
 
 
-def kill_scheduler() -> int:
-    """SIGKILL the Airflow scheduler (supervisord's program, else our `airflow scheduler`)."""
-    sup = _supervise()
-    if sup is not None and sup.known("airflow-scheduler"):
-        return sup.kill("airflow-scheduler", signal.SIGKILL)
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    pids = [p for p in find_processes(airflow) if _cmdline(p)[-1:] == ["scheduler"]]
-    top = [p for p in pids if not set(pids) & set(_ancestors(p))]
-    if not top:
-        raise RuntimeError(f"no `{airflow} scheduler` process found")
-    os.kill(top[0], signal.SIGKILL)
-    return top[0]
-
-
-def _ancestors(pid: int) -> list[int]:
-    found = []
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        while pid > 1:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            pid = int(stat.rsplit(")", 1)[1].split()[1])
-            found.append(pid)
-    return found
-
-
 def drill_scheduler_kill(
     dag_id: str, conf: dict, port: int, back_within_s: float = 30, deadline_s: float = 600
 ) -> DrillResult:
@@ -638,7 +571,7 @@ def drill_scheduler_kill(
     api = airflow_api()
     with unpaused(api, dag_id):
         run_id = api.trigger(dag_id, conf)
-        killed_pid = kill_scheduler()
+        killed_pid = supervise.kill("airflow-scheduler", signal.SIGKILL)
         killed_at = time.time()
         beat = lambda: (scheduler_heartbeat(port) or 0) > killed_at  # noqa: E731 - one probe
         result.recover_s = _wait(beat, max(back_within_s * 4, 120), 0.5)
@@ -692,24 +625,15 @@ def drill_serving_worker_kill(master_pid: int, port: int, load, settle_s: float 
     return result
 
 
-@dataclass
 class PlatformPostgres:
-    """The platform's Postgres, stopped and started through supervisord when it supervises it
-    (a plain stop would only make it restart), else with pg_ctl like `make services-down`."""
+    """The platform's Postgres, stopped and started through supervisord (a plain stop would
+    only make supervisord start it again)."""
 
     def stop(self) -> None:
-        sup = _supervise()
-        if sup is not None and sup.known("postgres"):
-            sup.stop("postgres")
-        else:
-            services.platform_postgres().stop()
+        supervise.stop("postgres")
 
     def start(self) -> None:
-        sup = _supervise()
-        if sup is not None and sup.known("postgres"):
-            sup.start("postgres")
-        else:
-            services.platform_postgres().start()
+        supervise.start("postgres")
         services.wait_until(self.ready, 60, "postgres", None)
 
     def ready(self) -> bool:
@@ -764,15 +688,6 @@ def _under_load(base_url: str, drill: Callable[[], DrillResult]) -> DrillResult:
     return result
 
 
-def _serving_master() -> int:
-    sup = _supervise()
-    pid = sup.pid("serving") if sup is not None and sup.known("serving") else None
-    pid = pid or services.read_pid("serving")
-    if pid is None:
-        raise RuntimeError("the serving tier is not running: start the platform with `make run`")
-    return pid
-
-
 def _new_events(target: IngestTarget, deadline_s: float = 120) -> Callable[[], None]:
     """Wait until live traffic has added events past the last snapshot (the simulator's loop)."""
 
@@ -798,7 +713,7 @@ def platform_drills(names: list[str]) -> list[DrillResult]:
     postgres = PlatformPostgres()
     drills: dict[str, Callable[[], DrillResult]] = {
         "serving-worker": lambda: drill_serving_worker_kill(
-            _serving_master(), cfg.serving_port, make_load(base_url)
+            supervised_pid("serving"), cfg.serving_port, make_load(base_url)
         ),
         "kafka-ingest": lambda: drill_kafka_during_ingest(
             ingest, Broker.platform(), _new_events(ingest)
@@ -816,10 +731,14 @@ def platform_drills(names: list[str]) -> list[DrillResult]:
     for name in (n for n in DRILLS if n in names):
         print(f"drill {name} …", flush=True)
         drill = drills[name]
+        before = supervise.restarts()
         try:
             result = drill() if name in own_load else _under_load(base_url, drill)
         except Exception as exc:  # noqa: BLE001 - a drill that breaks is a failed drill, reported
             result = DrillResult(name, detail=[f"FAILED: {type(exc).__name__}: {exc}"])
+        after = supervise.restarts()
+        counted = {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k, 0)}
+        result.detail.append(f"restarts counted by supervisord: {counted or 'none'}")
         results.append(result)
         print(format_table([result]).splitlines()[-1 - len(result.detail)], flush=True)
     return results
@@ -840,15 +759,11 @@ def main(argv: list[str] | None = None) -> int:
     except services.ServiceError:
         print(f"error: nothing serves on :{cfg.serving_port}; start the platform with `make run`")
         return 2
-    before = restarts()
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     results = platform_drills(list(args.only or DRILLS))
     load_kind = "wrk -t2 -c16" if shutil.which("wrk") else "HttpLoad x4"
     print(f"\nfault drills, {started}, serving load: {load_kind}")
     print(format_table(results))
-    after = restarts()
-    counted = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
-    print(f"automatic restarts counted by supervisord: {json.dumps(counted) if after else 'n/a'}")
     return 0 if all(r.ok for r in results) else 1
 
 
