@@ -118,3 +118,16 @@ def test_airflow_api_is_healthy_and_lists_project_dags(local_services, settings)
 
 def test_starting_twice_is_a_no_op(local_services):
     assert services.up(services.ALL, quiet=True) == []
+
+
+def test_every_service_is_supervised_and_healthy_by_its_own_signal(local_services):
+    from ops import supervise
+
+    core = ("postgres", "kafka", *services.AIRFLOW_PROGRAMS)
+    verdicts = {v.service: v for v in services.health()}
+    assert set(core) <= set(verdicts)
+    assert [f"{n}: {verdicts[n].detail}" for n in core if not verdicts[n].healthy] == []
+    for name in core:
+        assert supervise.info(name)["statename"] == "RUNNING", name
+    rows = services.status()
+    assert all(rows[name]["running"] for name in ("postgres", "kafka", "airflow"))
