@@ -56,7 +56,9 @@ class App:
         legacy = services.read_pid(self.name)
         if legacy is not None:
             services.stop_group(self.name, legacy, grace_s=15)
-        return supervise.stop(self.name) or legacy is not None
+        stopped = supervise.stop(self.name)
+        supervise.remove(self.name)  # `make stop` ends the run: status lists it no more
+        return stopped or legacy is not None
 
 
 def _http_ok(url: str) -> bool:

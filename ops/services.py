@@ -470,6 +470,8 @@ def supervisor_env() -> dict[str, str]:
 def supervised(programs: list[supervise.Program]) -> None:
     """Write the programs' configuration and make supervisord run with it (started if
     needed; new or changed programs that are stopped are (re)loaded)."""
+    if not supervise.alive():
+        supervise.clear_programs()
     supervise.write_config(programs)
     try:
         if not supervise.ensure_running(supervisor_env()):

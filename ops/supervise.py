@@ -157,6 +157,13 @@ files = {home() / "conf.d"}/*.conf
     return text
 
 
+def clear_programs() -> None:
+    """Forget every program's conf.d file (before a fresh supervisord: a crashed `make run`
+    must not leave its apps listed)."""
+    for path in (home() / "conf.d").glob("*.conf"):
+        path.unlink()
+
+
 def write_config(programs: list[Program]) -> Path:
     """Write supervisord.conf and one conf.d file per program; return the main file."""
     cfg = settings_mod.load()
@@ -240,7 +247,9 @@ def info(name: str) -> dict:
 
 
 def known(name: str) -> bool:
-    """True when supervisord has a program of that name."""
+    """True when supervisord runs and has a program of that name."""
+    if not alive():
+        return False
     try:
         info(name)
     except xmlrpc.client.Fault:
@@ -255,7 +264,7 @@ def running(name: str) -> bool:
 
 def pid(name: str) -> int | None:
     """The process id of a RUNNING program, else None."""
-    if not alive() or not known(name):
+    if not known(name):
         return None
     process = info(name)
     return process["pid"] if process["statename"] == "RUNNING" and process["pid"] else None
@@ -277,13 +286,24 @@ def start(name: str, wait: bool = True) -> bool:
 
 def stop(name: str) -> bool:
     """Stop one program (supervisord will not restart it); False when it was not running."""
-    if not alive() or not known(name) or not running(name):
+    if not running(name):
         return False
     try:
         rpc().stopProcess(name, True)
     except xmlrpc.client.Fault as exc:
         if "NOT_RUNNING" not in exc.faultString:
             raise
+    return True
+
+
+def remove(name: str) -> bool:
+    """Stop a program and forget it (its conf.d file too): `make stop` removes the apps it
+    added, so `status` no longer lists them; False when supervisord did not know it."""
+    (home() / "conf.d" / f"{name}.conf").unlink(missing_ok=True)
+    if not known(name):
+        return False
+    stop(name)
+    rpc().removeProcessGroup(name)
     return True
 
 

@@ -79,12 +79,16 @@ def process_verdict(name: str, process: dict | None) -> Health | None:
     error = process.get("spawnerr") or ""
     details = {
         "STOPPED": "stopped by an operator (supervisord does not restart it)",
-        "STARTING": "starting (restarted by supervisord)",
+        "STARTING": "starting (not yet up for its startsecs)",
+        "STOPPING": "stopping",
         "BACKOFF": f"failed to start, retrying with back-off: {error}",
         "FATAL": f"gave up after repeated failed starts: {error}",
         "EXITED": f"exited with status {process.get('exitstatus')}",
     }
-    since = process.get("stop") or process.get("start") or process.get("now") or None
+    # `stop` is supervisord's time of the last exit (0: never exited); a stop in progress or a
+    # program never started is unhealthy from now on.
+    exited = state in ("STOPPED", "EXITED", "FATAL", "STARTING", "BACKOFF")
+    since = process.get("stop") if exited and process.get("stop") else process.get("now")
     return Health(name, False, details.get(state, state.lower()).rstrip(": "), since)
 
 
@@ -163,6 +167,8 @@ def remember(verdicts: list[Health], now: float) -> None:
         seen = json.loads(path.read_text())
     except (OSError, ValueError):
         seen = {}
+    checked = {v.service for v in verdicts}
+    seen = {name: since for name, since in seen.items() if name in checked}
     for verdict in verdicts:
         if verdict.healthy:
             seen.pop(verdict.service, None)

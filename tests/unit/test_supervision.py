@@ -90,6 +90,15 @@ def test_supervisord_listens_on_a_private_unix_socket_only(var_dir):
     assert (main.parent / "conf.d" / "x.conf").exists()
 
 
+def test_without_supervisord_nothing_is_running(var_dir):
+    assert not supervise.alive() and not supervise.known("postgres")
+    assert not supervise.running("postgres") and supervise.pid("postgres") is None
+    assert not supervise.stop("postgres") and supervise.programs_running() == []
+    assert supervise.restarts() == {}
+    with pytest.raises(supervise.SupervisorError, match="not running"):
+        supervise.kill("postgres")
+
+
 def test_a_deep_var_dir_gets_a_short_socket_name(tmp_path, monkeypatch):
     monkeypatch.setenv("RECS_VAR_DIR", str(tmp_path / ("d" * 120)))
     assert len(str(supervise.socket_path())) < 100
@@ -137,6 +146,12 @@ def test_a_process_that_is_not_running_is_unhealthy_since_it_stopped():
     exited = {"statename": "EXITED", "exitstatus": -9, "start": 10, "stop": 15, "now": 20}
     verdict = supervision_health.process_verdict("kafka", exited)
     assert not verdict.healthy and verdict.since == 15 and "-9" in verdict.detail
+    restarting = supervision_health.process_verdict("kafka", {**exited, "statename": "STARTING"})
+    assert restarting.since == 15  # unhealthy since the kill, not since the new start
+    stopping = supervision_health.process_verdict("kafka", {**running, "statename": "STOPPING"})
+    assert stopping.since == 20
+    never = {"statename": "STOPPED", "start": 0, "stop": 0, "now": 20}
+    assert supervision_health.process_verdict("kafka", never).since == 20
     fatal = {"statename": "FATAL", "spawnerr": "Exited too quickly", "stop": 15, "now": 20}
     assert "Exited too quickly" in supervision_health.process_verdict("kafka", fatal).detail
     stopped = supervision_health.process_verdict("kafka", {**exited, "statename": "STOPPED"})
@@ -153,6 +168,10 @@ def test_unhealthy_since_is_remembered_across_checks(var_dir):
     fresh = [Health("kafka", False)]
     supervision_health.remember(fresh, now=300.0)
     assert fresh[0].since == 300.0  # a recovery resets it
+    supervision_health.remember([Health("postgres", True)], now=400.0)  # kafka gone from status
+    back = [Health("kafka", False)]
+    supervision_health.remember(back, now=500.0)
+    assert back[0].since == 500.0
 
 
 def test_prometheus_text_exports_up_restarts_and_since():
