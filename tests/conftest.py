@@ -84,6 +84,19 @@ def private_schema(postgres: str, files: tuple[str, ...] | None = None, also_pub
         conn.close()
 
 
+def platform_state(postgres: str) -> tuple:
+    """The platform's own pointer row and the versions it knows: what a test must not move."""
+    import psycopg2
+
+    with psycopg2.connect(postgres) as conn, conn.cursor() as cur:
+        cur.execute("SELECT * FROM public.serving_pointer")
+        pointer = cur.fetchall()
+        cur.execute("SELECT reco_version, status FROM public.reco_versions ORDER BY 1")
+        versions = cur.fetchall()
+    conn.close()
+    return pointer, versions
+
+
 @contextmanager
 def fresh_topic(kafka: str):
     """A uniquely named topic (3 partitions), deleted when the block ends."""

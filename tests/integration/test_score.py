@@ -12,7 +12,7 @@ import scipy.sparse as sp
 
 from contracts.names import ITEM_COL, USER_COL
 from jobs.publish import publish, score
-from tests.conftest import private_schema
+from tests.conftest import platform_state, private_schema
 from tests.support.topk_reference import naive_top_k
 
 pytestmark = pytest.mark.integration
@@ -129,19 +129,6 @@ def served(url: str) -> tuple[str | None, str | None]:
         row = cur.fetchone()
     conn.close()
     return row
-
-
-def platform_state(postgres: str) -> tuple:
-    """The platform's own pointer row and the versions it knows: what a test must not move."""
-    import psycopg2
-
-    with psycopg2.connect(postgres) as conn, conn.cursor() as cur:
-        cur.execute("SELECT * FROM public.serving_pointer")
-        pointer = cur.fetchall()
-        cur.execute("SELECT reco_version, status FROM public.reco_versions ORDER BY 1")
-        versions = cur.fetchall()
-    conn.close()
-    return pointer, versions
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from contracts.fallback import read_fallback
 from jobs import pipeline
 from jobs.train import dataset, registry
 from ops import services
-from tests.conftest import private_schema
+from tests.conftest import platform_state, private_schema
 from tests.integration.test_dataset import planted_world, write_snapshot
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -40,17 +40,6 @@ def world(spark, tmp_path_factory):
 
 
 PRIVATE_FILES = ("010_serving.sql", "011_serving_grants.sql", "030_registry.sql")
-
-
-def platform_state(postgres: str) -> tuple:
-    """The platform's own pointer row and the versions it knows: what a test must not move."""
-    with psycopg2.connect(postgres) as conn, conn.cursor() as cur:
-        cur.execute("SELECT * FROM public.serving_pointer")
-        pointer = cur.fetchall()
-        cur.execute("SELECT reco_version, status FROM public.reco_versions ORDER BY 1")
-        versions = cur.fetchall()
-    conn.close()
-    return pointer, versions
 
 
 @pytest.fixture
