@@ -16,3 +16,19 @@ OFFSET_COL = "kafka_offset"
 
 K = 20  # movies per served list, per evaluated list, per scored row
 METRIC = f"ndcg_at_{K}"  # the metric that chooses and gates models (registry key)
+
+# The serving prediction log (serving/telemetry.py writes it, jobs/online/predictions.py
+# ingests it): each process appends to its active file; a full one is sealed under a unique,
+# never reused name (pid, UTC time of sealing, sequence), which ingestion takes and deletes.
+PREDICTION_LOG_ACTIVE = "predictions-{pid}.jsonl"
+PREDICTION_LOG_SEALED = "predictions-{pid}-{stamp}-{seq:04d}.jsonl"
+PREDICTION_LOG_SEALED_RE = r"predictions-(\d+)-(\d{8}T\d{12}Z)-(\d{4,})\.jsonl"
+PREDICTION_LOG_ACTIVE_RE = r"predictions-(\d+)\.jsonl"
+PREDICTION_LOG_STAMP = "%Y%m%dT%H%M%S%fZ"
+# Columns of the lake table `predictions` (besides USER_COL and TIME_COL)
+REQUEST_ID_COL = "request_id"
+MODEL_VERSION_COL = "model_version"
+RECO_VERSION_COL = "reco_version"
+VARIANT_COL = "variant"
+SOURCE_COL = "source"
+ITEMS_COL = "items"

@@ -221,3 +221,10 @@ def serving_statement_timeout_ms() -> int:
 def prometheus_multiproc_dir() -> str | None:
     """Directory of the per-worker metric files (PROMETHEUS_MULTIPROC_DIR; unset = one process)."""
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def prediction_log_max_sealed() -> int:
+    """Sealed prediction-log files that may wait for ingestion in the log directory before the
+    oldest is deleted and its records counted as discarded (PREDICTION_LOG_MAX_SEALED, default
+    40: 2 GB of 50 MB files, many hours of traffic between hourly ingests)."""
+    return _env_int("PREDICTION_LOG_MAX_SEALED", 40)

@@ -8,10 +8,13 @@ merges them. No metric has a per-user label.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import itertools
 import json
 import logging
 import os
 import queue
+import re
 import threading
 import time
 from datetime import UTC, datetime
@@ -27,11 +30,11 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as prom_multiprocess
 
+from contracts import names
 from contracts import settings as settings_mod
 
 log = logging.getLogger("recs.serving")
 LOG_MAX_BYTES = 50 * 1024 * 1024
-LOG_BACKUPS = 5
 LOG_QUEUE_RECORDS = 100_000  # about 30 MB of queued records; beyond it records are dropped
 
 REQUESTS = Counter(
@@ -65,6 +68,11 @@ LOG_DROPPED = Counter(
     "recs_prediction_log_dropped_total",
     "Prediction records dropped because the writer's bounded queue was full.",
 )
+LOG_DISCARDED = Counter(
+    "recs_prediction_log_discarded_total",
+    "Records in sealed prediction-log files deleted before ingestion took them (more files "
+    "waited than the log directory may hold).",
+)
 LOG_ERRORS = Counter(
     "recs_prediction_log_errors_total",
     "Errors of the prediction-log writer (the thread logs each one and keeps going), by stage.",
@@ -89,16 +97,25 @@ def metrics_payload() -> tuple[bytes, str]:
 
 
 class PredictionLog:
-    """A per-process, rotated JSON-lines file written in batches by one background thread.
+    """A per-process JSON-lines file written in batches by one background thread, sealed by size.
 
     The request path only enqueues a (time, dict) pair; the writer wakes every
     `flush_interval_s`, encodes what is queued and writes it with one call. (The logging
     module's QueueHandler/RotatingFileHandler chain cost a LogRecord per request and a write
-    plus a seek per record.) Rotation keeps `backups` old files of at most `max_bytes` each.
+    plus a seek per record.)
+
+    Sealing, not shifting: the active file `predictions-<pid>.jsonl` is renamed, once it would
+    pass `max_bytes` and when the writer stops, to a unique name that is never reused
+    (`predictions-<pid>-<UTC time>-<seq>.jsonl`, contracts.names). Ingestion
+    (jobs/online/predictions.py) takes sealed files into the lake and only then deletes them.
+    The writer holds an exclusive flock on its active file, so ingestion can seal the file of
+    a process that died without stopping (the lock is free) and never the file of a live one.
+    At most `max_sealed` sealed files wait in the directory: beyond that the oldest is deleted
+    and its records counted (recs_prediction_log_discarded_total), never silently.
 
     The writer never dies of an error: each one is logged and counted
-    (recs_prediction_log_errors_total), a failed rotation reopens the file, and the queue is
-    bounded: when the writer cannot keep up, records are dropped and counted
+    (recs_prediction_log_errors_total), a failed sealing keeps appending to the same file, and
+    the queue is bounded: when the writer cannot keep up, records are dropped and counted
     (recs_prediction_log_dropped_total) instead of growing memory.
     """
 
@@ -106,26 +123,30 @@ class PredictionLog:
         self,
         log_dir: Path,
         max_bytes: int = LOG_MAX_BYTES,
-        backups: int = LOG_BACKUPS,
+        max_sealed: int | None = None,
         flush_interval_s: float = 0.05,
         max_queued: int = LOG_QUEUE_RECORDS,
     ) -> None:
-        self.path = Path(log_dir) / f"predictions-{os.getpid()}.jsonl"
+        self.path = Path(log_dir) / names.PREDICTION_LOG_ACTIVE.format(pid=os.getpid())
         self.max_bytes = max_bytes
-        self.backups = backups
+        self.max_sealed = (
+            settings_mod.prediction_log_max_sealed() if max_sealed is None else max_sealed
+        )
         self.flush_interval_s = flush_interval_s
         self._queue: queue.Queue = queue.Queue(maxsize=max_queued)
         self._thread: threading.Thread | None = None
         self._file = None
         self._size = 0
         self.dropped = 0  # this object's drops (the counter above is the process's)
+        self.discarded = 0  # records in sealed files this object deleted unread
         self.errors = 0
 
     def start(self) -> None:
-        """Open the file and start the writer thread."""
+        """Seal what an earlier process of the same pid left, open the file, start the writer."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "ab")  # noqa: SIM115 - closed by stop()
-        self._size = self._file.tell()
+        self._reopen()
+        if self._size:
+            self._seal()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
@@ -143,15 +164,18 @@ class PredictionLog:
         return self._thread is not None and self._thread.is_alive()
 
     def stop(self) -> None:
-        """Flush what is queued and stop the writer thread."""
+        """Flush what is queued, seal the file (ingestion may take it now), stop the writer."""
         if self._thread is not None:
             with contextlib.suppress(queue.Full):  # full: the writer is draining it
                 self._queue.put(_STOP, timeout=10)
             self._thread.join(timeout=10)
             self._thread = None
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            if self._size:
+                self._seal(reopen=False)
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
     def _run(self) -> None:
         while True:
@@ -179,14 +203,14 @@ class PredictionLog:
         log.exception("prediction log: " + message, *args)
 
     def _emit(self, lines: list[bytes]) -> None:
-        """Write the batch in one call, rotating first wherever a line would pass max_bytes."""
+        """Write the batch in one call, sealing first wherever a line would pass max_bytes."""
         chunk: list[bytes] = []
         pending = 0
         for line in lines:
             if self._size + pending + len(line) > self.max_bytes and self._size + pending:
                 self._write(chunk, pending)
                 chunk, pending = [], 0
-                self._rotate()
+                self._seal()
             chunk.append(line)
             pending += len(line)
         self._write(chunk, pending)
@@ -199,34 +223,68 @@ class PredictionLog:
             self._file.flush()
             self._size += size
 
-    def _rotate(self) -> None:
-        """Shift the backups and start a new file; whatever fails, a file is open afterwards."""
-        if self._file is not None:
-            self._file.close()
-        failed = False
+    def _sealed_name(self) -> Path:
+        stamp = datetime.now(UTC).strftime(names.PREDICTION_LOG_STAMP)
+        seq = next(_SEAL_SEQ)
+        name = names.PREDICTION_LOG_SEALED.format(pid=os.getpid(), stamp=stamp, seq=seq)
+        return self.path.with_name(name)
+
+    def _seal(self, reopen: bool = True) -> None:
+        """Rename the active file to its sealed name (still holding its lock, so ingestion
+        cannot seal it too), then start a new one; whatever fails, a file is open afterwards."""
         try:
-            for index in range(self.backups - 1, 0, -1):
-                older = self.path.with_name(f"{self.path.name}.{index}")
-                if older.exists():
-                    older.replace(self.path.with_name(f"{self.path.name}.{index + 1}"))
-            if self.backups > 0:
-                self.path.replace(self.path.with_name(f"{self.path.name}.1"))
-            else:
-                self.path.unlink(missing_ok=True)
+            self.path.replace(self._sealed_name())
         except OSError:
-            failed = True
-            self._error("rotate", "rotation of %s failed; appending to it", self.path)
-        finally:
+            self._error("rotate", "sealing %s failed; appending to it", self.path)
+            self._size = 0  # try again after another max_bytes, not on every line
+            return
+        self._file.close()
+        self._file = None
+        self._bound_sealed()
+        if reopen:
             self._reopen()
-            if failed:
-                self._size = 0  # try again after another max_bytes, not on every line
+
+    def _bound_sealed(self) -> None:
+        """Delete the oldest sealed files beyond max_sealed, counting their records."""
+        pattern = re.compile(names.PREDICTION_LOG_SEALED_RE)
+        try:
+            sealed = sorted(
+                (m[2], m[3], path)
+                for path in self.path.parent.iterdir()
+                if (m := pattern.fullmatch(path.name))
+            )
+            for _stamp, _seq, path in sealed[: max(0, len(sealed) - self.max_sealed)]:
+                try:
+                    records = path.read_bytes().count(b"\n")
+                    path.unlink()
+                except FileNotFoundError:  # ingested, or bounded by another worker, just now
+                    continue
+                self.discarded += records
+                LOG_DISCARDED.inc(records)
+                log.warning(
+                    "prediction log: %s deleted before ingestion (%d records)", path, records
+                )
+        except OSError:  # another worker deleted it first, or the directory is unreadable
+            self._error("bound", "could not bound the sealed files in %s", self.path.parent)
 
     def _reopen(self) -> None:
-        self._file = open(self.path, "ab")  # noqa: SIM115 - closed by stop()
-        self._size = self._file.tell()
+        """Open the active file and hold its lock; if ingestion sealed it meanwhile, again."""
+        while True:
+            handle = open(self.path, "ab")  # noqa: SIM115 - closed by stop() or _seal()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                same = os.fstat(handle.fileno()).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            handle.close()
+        self._file = handle
+        self._size = handle.tell()
 
 
 _STOP = object()
+_SEAL_SEQ = itertools.count(1)  # process-wide: two logs of one process never share a name
 # One encoder for every record: json.dumps with options builds a new encoder on each call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
 

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import re
 
+import pytest
+
+from contracts import names
 from serving.telemetry import PredictionLog
 
 
 def _records(paths) -> list[dict]:
     return [json.loads(line) for path in paths for line in path.read_text().splitlines()]
+
+
+def _sealed(directory) -> list:
+    """Sealed files, oldest first (by the UTC time and sequence in their names)."""
+    pattern = re.compile(names.PREDICTION_LOG_SEALED_RE)
+    found = [(m[2], int(m[3]), p) for p in directory.iterdir() if (m := pattern.fullmatch(p.name))]
+    return [path for _stamp, _seq, path in sorted(found)]
 
 
 def test_every_record_is_written_once_with_its_time(tmp_path):
@@ -17,40 +30,66 @@ def test_every_record_is_written_once_with_its_time(tmp_path):
     for i in range(2_500):
         log.write({"request_id": f"r{i}", "user_id": i, "items": "1,2,3"})
     log.stop()
-    rows = _records([log.path])
+    rows = _records(_sealed(tmp_path))
     assert [r["user_id"] for r in rows] == list(range(2_500))
     assert all(r["time"].endswith("+00:00") for r in rows)
 
 
-def test_rotation_keeps_the_configured_backups_and_loses_no_record(tmp_path):
-    log = PredictionLog(tmp_path, max_bytes=4_000, backups=2, flush_interval_s=0.0)
+def test_full_files_are_sealed_under_unique_names_and_no_record_is_lost(tmp_path):
+    log = PredictionLog(tmp_path, max_bytes=4_000, max_sealed=100, flush_interval_s=0.0)
     log.start()
-    for i in range(60):
+    for i in range(150):  # ~19 KB: five or more 4 KB files
         log.write({"user_id": i, "items": "x" * 100})
     log.stop()
-    files = sorted(tmp_path.glob("predictions-*"))
-    assert sorted(_age(p) for p in files) == [0, 1, 2]
+    files = _sealed(tmp_path)
+    assert len(files) >= 5 and not log.path.exists()  # stop() sealed the active file too
     assert all(p.stat().st_size <= 4_000 for p in files)
-    # 60 records of ~130 bytes fit in the three files: read oldest first, all are there, in order.
-    kept = [r["user_id"] for r in _records(reversed(sorted(files, key=_age)))]
-    assert kept == list(range(60))
+    assert all(p.name.startswith(f"predictions-{os.getpid()}-") for p in files)
+    assert [r["user_id"] for r in _records(files)] == list(range(150))
+    # A later writer of the same process never takes an earlier name (nothing is overwritten).
+    again = PredictionLog(tmp_path, max_bytes=4_000, max_sealed=100, flush_interval_s=0.0)
+    again.start()
+    again.write({"user_id": 150})
+    again.stop()
+    assert [r["user_id"] for r in _records(_sealed(tmp_path))] == list(range(151))
 
 
-def test_rotation_past_the_backups_drops_the_oldest_records_only(tmp_path):
-    log = PredictionLog(tmp_path, max_bytes=4_000, backups=2, flush_interval_s=0.0)
+def test_sealed_files_past_the_bound_are_deleted_oldest_first_and_counted(tmp_path):
+    before = _counter("recs_prediction_log_discarded_total")
+    log = PredictionLog(tmp_path, max_bytes=4_000, max_sealed=2, flush_interval_s=0.0)
     log.start()
-    for i in range(150):  # ~19 KB: more than the three 4 KB files hold
+    for i in range(150):  # ~19 KB: more than two 4 KB files hold
         log.write({"user_id": i, "items": "x" * 100})
     log.stop()
-    files = sorted(tmp_path.glob("predictions-*"), key=_age, reverse=True)
-    assert len(files) == 3
+    files = _sealed(tmp_path)
+    assert len(files) == 2
     kept = [r["user_id"] for r in _records(files)]
     assert kept[0] > 0 and kept == list(range(kept[0], 150))
+    assert log.discarded == kept[0]  # every record not kept is counted, none silently
+    assert _counter("recs_prediction_log_discarded_total") - before == kept[0]
 
 
-def _age(path) -> int:
-    suffix = path.name.rsplit(".", 1)[-1]
-    return 0 if suffix == "jsonl" else int(suffix)
+def test_a_file_left_by_an_earlier_process_of_the_same_pid_is_sealed_at_start(tmp_path):
+    log = PredictionLog(tmp_path, flush_interval_s=0.0)
+    log.path.write_text('{"user_id": 0}\n')  # a crashed predecessor's active file
+    log.start()
+    log.write({"user_id": 1})
+    log.stop()
+    assert [r["user_id"] for r in _records(_sealed(tmp_path))] == [0, 1]
+
+
+def test_the_writer_holds_a_lock_on_its_active_file(tmp_path):
+    log = PredictionLog(tmp_path, flush_interval_s=0.0)
+    log.start()
+    log.write({"user_id": 1})
+    try:
+        with open(log.path, "ab") as other, pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        log.stop()
+    (sealed,) = _sealed(tmp_path)
+    with open(sealed, "ab") as free:
+        fcntl.flock(free, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released once stopped
 
 
 def test_stop_without_start_and_twice_is_harmless(tmp_path):
@@ -60,7 +99,7 @@ def test_stop_without_start_and_twice_is_harmless(tmp_path):
     log.write({"user_id": 1})
     log.stop()
     log.stop()
-    assert _records([log.path])[0]["user_id"] == 1
+    assert _records(_sealed(tmp_path))[0]["user_id"] == 1
 
 
 def _counter(name: str, **labels) -> float:
@@ -73,7 +112,7 @@ def _lines(log: PredictionLog) -> list[dict]:
     return _records(sorted(log.path.parent.glob("predictions-*")))
 
 
-def test_a_failed_rotation_reopens_the_file_and_the_writer_keeps_going(tmp_path, monkeypatch):
+def test_a_failed_sealing_keeps_appending_and_the_writer_keeps_going(tmp_path, monkeypatch):
     from pathlib import Path
 
     from tests.support.harness import wait_for
@@ -87,7 +126,7 @@ def test_a_failed_rotation_reopens_the_file_and_the_writer_keeps_going(tmp_path,
         return real_replace(self, target)
 
     monkeypatch.setattr(Path, "replace", failing_replace)
-    log = PredictionLog(tmp_path, max_bytes=2_000, backups=5, flush_interval_s=0.0)
+    log = PredictionLog(tmp_path, max_bytes=2_000, max_sealed=100, flush_interval_s=0.0)
     log.start()
     try:
         for i in range(40):  # ~5 KB: passes max_bytes, so rotation is attempted and fails
@@ -105,7 +144,7 @@ def test_a_failed_rotation_reopens_the_file_and_the_writer_keeps_going(tmp_path,
     finally:
         log.stop()
     assert sorted(r["user_id"] for r in _lines(log)) == list(range(120))
-    assert len(list(tmp_path.glob("predictions-*.jsonl.*"))) >= 1
+    assert len(_sealed(tmp_path)) >= 1
     assert _counter("recs_prediction_log_errors_total", stage="rotate") - errors_before == (
         log.errors
     )
@@ -146,4 +185,4 @@ def test_a_full_queue_drops_and_counts_records_on_metrics(tmp_path):
     assert exported == [before + 15]
     log.start()
     log.stop()
-    assert [r["user_id"] for r in _records([log.path])] == list(range(10))
+    assert [r["user_id"] for r in _records(_sealed(tmp_path))] == list(range(10))
