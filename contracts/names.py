@@ -31,4 +31,4 @@ MODEL_VERSION_COL = "model_version"
 RECO_VERSION_COL = "reco_version"
 VARIANT_COL = "variant"
 SOURCE_COL = "source"
-ITEMS_COL = "items"
+SERVED_LIST_COL = "items"  # the served ids, in order (publish.py names its own column)
