@@ -125,11 +125,14 @@ def start(scale: str, days: int, rate: int, skip_pipeline: bool) -> int:
     print(f"metadata   {cfg.metadata_api_url} (log: {metadata.log})", flush=True)
     if topic_is_empty(cfg):
         print(f"backfilling {days} simulated days at scale {scale} into {cfg.kafka_topic} …")
-        subprocess.run(  # noqa: S603 - this interpreter, the simulator's own argv
-            [sys.executable, "-m", "simulator", "backfill", "--scale", scale, "--days", str(days)],
-            check=True,
+        backfill = [sys.executable, "-m", "simulator", "backfill", "--scale", scale]
+        done = subprocess.run(  # noqa: S603 - this interpreter, the simulator's own argv
+            [*backfill, "--days", str(days)],
+            check=False,
             env={**os.environ, **services.runtime_env()},
         )
+        if done.returncode != 0:  # its own output (progress, then the error) is printed above
+            raise services.ServiceError(f"simulated backfill exited {done.returncode} (above)")
     if not skip_pipeline and pipeline.run() != 0:
         return 1
     serving.start()

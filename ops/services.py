@@ -202,11 +202,9 @@ def ensure_postgres_binaries() -> None:
     if not conf.exists():
         conf.write_text("create_main_cluster = false\n")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "update", "-q"], check=True, env=env)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql-15"],
-        check=True,
-        env=env,
+    run_tool(["apt-get", "update", "-q"], env=env)
+    run_tool(
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql-15"], env=env
     )
 
 
@@ -562,7 +560,7 @@ def fetch_kafka_jars() -> Path:
     cache = _cfg().cache_dir
     tmp = libs.with_name("libs.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    subprocess.run(
+    run_tool(
         [
             "mvn",
             "-q",
@@ -574,7 +572,6 @@ def fetch_kafka_jars() -> Path:
             f"-DoutputDirectory={tmp}",
             "-DincludeScope=runtime",
         ],
-        check=True,
     )
     tmp.rename(libs)
     return libs
@@ -827,6 +824,11 @@ def airflow_env() -> dict[str, str]:
     return {**knobs, **runtime_env(), "AIRFLOW__CORE__PARALLELISM": "2"}
 
 
+def _all_running() -> bool:
+    """Every Airflow program has stayed up its startsecs (RUNNING, not STARTING)."""
+    return all(supervise.info(name)["statename"] == "RUNNING" for name in AIRFLOW_PROGRAMS)
+
+
 def start_airflow(quiet: bool = False) -> bool:
     port = _cfg().airflow_port
     log = _cfg().log_dir / "airflow-scheduler.log"
@@ -841,7 +843,7 @@ def start_airflow(quiet: bool = False) -> bool:
         ensure_airflow_login(Path(env["AIRFLOW_HOME"]))
     supervised(airflow_programs(env))
     started = [name for name in AIRFLOW_PROGRAMS if start_program(name, wait=False)]
-    wait_until(lambda: _airflow_healthy(port), 240, "airflow", log, interval=2)
+    wait_until(lambda: _airflow_healthy(port) and _all_running(), 240, "airflow", log, interval=2)
     user, password = airflow_login()
     state = "ready" if started else "already running"
     _say(

@@ -182,8 +182,8 @@ def remember(verdicts: list[Health], now: float) -> None:
 def check(programs: list[str]) -> list[Health]:
     """A verdict per program, in order: supervisor state first, then the service's signal."""
     probes = signals()
-    counts = supervise.restarts()
     alive = supervise.alive()
+    counts = supervise.restarts() if alive else {}
     verdicts = []
     for name in programs:
         process = supervise.info(name) if alive and supervise.known(name) else None
