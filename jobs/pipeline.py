@@ -55,9 +55,14 @@ def ingest_snapshot(topic: str | None = None, max_lines: int | None = None) -> s
     from jobs.ingest import lake, snapshot
 
     topic = topic or settings.load().kafka_topic
+    newest = (lake.completed_snapshots(topic=topic) or [None])[-1]
+    if newest is not None and lake.snapshot_row(newest["snapshot_id"]) is None:
+        # A try renamed it into place and failed before registering it: register it now, so
+        # this try judges it instead of taking the next range first.
+        lake.register(newest, lake.snapshot_path(newest["snapshot_id"]))
     pending = lake.unjudged_snapshots(topic)
     if not pending:
-        snapshot.ingest(topic=topic, max_lines=max_lines)  # registers earlier tries' too
+        snapshot.ingest(topic=topic, max_lines=max_lines)
         pending = lake.unjudged_snapshots(topic)
     if len(pending) > 1:
         log.info(
@@ -371,6 +376,46 @@ def refresh_popularity(dataset_path: str, database_url: str | None = None) -> st
     # Shipped beside the server too: its answer if it ever starts while the database is down.
     write_fallback(settings.load().popular_fallback_file, version, publish.encode_items(items))
     return version
+
+
+# ------------------------------------------------------------------ online evaluation
+def ingest_predictions(log_dir: str | None = None) -> str | None:
+    """Take the serving prediction log's sealed files into the lake table `predictions`, each
+    exactly once (jobs/online/predictions.py); the new batch id (None: no new file)."""
+    from jobs.online import predictions
+
+    return predictions.ingest(log_dir or None).batch_id
+
+
+def evaluate_online(
+    hours: int = 6, window_minutes: int = 60, database_url: str | None = None
+) -> str | None:
+    """Availability, latency, personalised share and online accuracy of the last `hours`
+    event-time hours of the accepted snapshots, per model version and variant, replaced in
+    Postgres `online_metrics` (jobs/online/evaluate.py); the hours evaluated as
+    `start/end` (None: no accepted snapshot yet)."""
+    from jobs.ingest import lake
+    from jobs.online import evaluate, predictions
+    from jobs.spark import get_spark
+
+    refs = lake.accepted_snapshots(database_url=database_url)
+    newest = max((r.max_event_time for r in refs if r.max_event_time), default=None)
+    if newest is None:
+        log.info("no accepted snapshot with events: nothing to evaluate")
+        return None
+    start, _end = evaluate.hours_to_evaluate(newest, hours)
+    # Lines of the evaluated hours, and watches up to a window later; older snapshots are not read.
+    wanted = [r.path for r in refs if r.max_event_time and r.max_event_time >= start]
+    spark = get_spark("online_evaluation", shuffle_partitions=4)
+    window, rows = evaluate.evaluate_lake(
+        spark, wanted, predictions.batch_dirs(), hours, window_minutes
+    )
+    if window is None:
+        return None
+    stored = evaluate.store(window, rows, database_url)
+    span = f"{window.start.isoformat()}/{window.end.isoformat()}"
+    log.info("online metrics for %s: %d rows", span, stored)
+    return span
 
 
 # ------------------------------------------------------------------ command line

@@ -259,6 +259,12 @@ def _lock(base: Path) -> Iterator[None]:
         yield
 
 
+def batch_dirs(root: str | Path | None = None) -> list[Path]:
+    """Directories of every complete batch (readers take their `predictions` table)."""
+    base = predictions_dir(root)
+    return [base / m["batch_id"] for m in completed_batches(root)]
+
+
 def _next_batch_id(base: Path) -> str:
     seqs = [int(m[1]) for p in base.iterdir() if (m := BATCH_ID.fullmatch(p.name))]
     return f"p{max(seqs, default=0) + 1:06d}"

@@ -8,7 +8,7 @@ from ops import services
 
 pytestmark = pytest.mark.dags
 
-EXPECTED_DAGS = {"movielog_ingest", "catalog_sync", "train_and_publish"}
+EXPECTED_DAGS = {"movielog_ingest", "catalog_sync", "train_and_publish", "online_evaluation"}
 
 
 @pytest.fixture(scope="module")
