@@ -665,11 +665,10 @@ def drill_postgres_then_retrain(
     finally:
         counts = load.stop()
     result.served, result.failed = counts.served, counts.failed
-    result.check(outcome.state == "success", f"train_and_publish ended {outcome.state}")
+    result.check(outcome.state == "success", f"the run triggered after it ended {outcome.state}")
     result.check(counts.failed == 0, f"{counts.failed} failed requests")
-    result.detail.append(
-        f"retrain {outcome.state}; retried: {', '.join(outcome.retried) or 'none'}"
-    )
+    retried = ", ".join(outcome.retried) or "none"
+    result.detail.append(f"run {outcome.state}, triggered {wait_s:.0f} s after; retried: {retried}")
     result.ok = not result.failures
     return result
 

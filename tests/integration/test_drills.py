@@ -18,7 +18,7 @@ Session services stopped or killed here are restored and healthy before each tes
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -152,6 +152,53 @@ def test_scheduler_killed_back_within_30s_and_run_triggered_before_finishes(
     result = drill.drill_scheduler_kill("movielog_ingest", conf, settings.airflow_port)
     report(result)
     assert result.recover_s <= 30
+
+
+class BothDatabases:
+    """The platform's Postgres (Airflow's metadata database; supervisord's `postgres`) and the
+    private cluster the test's server reads: one outage of both."""
+
+    def __init__(self, private) -> None:
+        self.private, self.platform = private, drill.PlatformPostgres()
+
+    def stop(self) -> None:
+        self.private.stop()
+        self.platform.stop()
+
+    def start(self) -> None:
+        self.platform.start()
+        self.private.start()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_after_postgres_restart_under_load_a_run_45s_later_completes_zero_failed(
+    local_services, kafka_topic, private_db
+):
+    """Issue 18's "done when", with the pipeline run an ingest of an empty topic (a training run
+    on the session's data does not fit the test budget; `make drill` triggers train_and_publish)."""
+    from jobs.publish import publish
+    from tests.support.harness import ServingProcess, seed_version
+
+    seed_version(private_db.owner_url, "drill-v2", "drill-m2", range(1, 2001))
+    publish.publish_popular(
+        [f"hot{i}" for i in range(20)], datetime(2025, 5, 1, tzinfo=UTC), private_db.owner_url
+    )
+    server = ServingProcess(
+        private_db.reader_url, extra_env={"SERVING_STATEMENT_TIMEOUT_MS": "2000"}
+    ).start()
+    conf = {"topic": kafka_topic, "max_lines": None}
+    try:
+        result = drill.drill_postgres_then_retrain(
+            BothDatabases(private_db),
+            drill.HttpLoad(server.base_url, connections=3, max_user=3000),
+            lambda: drill.airflow_run("movielog_ingest", conf, deadline_s=300),
+        )
+    finally:
+        server.stop()
+        services.up(services.ALL, quiet=True)  # every service healthy again before returning
+    report(result)
+    assert result.failed == 0 and result.served > 1000
 
 
 # ---------------------------------------------------------------------------- bookkeeping
