@@ -139,26 +139,9 @@ def read_pid(name: str) -> int | None:
     return pid
 
 
-def spawn(name: str, argv: list[str], log: Path, env: dict[str, str]) -> int:
-    """Start argv in its own session (so a stop reaches every child), log to `log`."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    _pid_file(name).parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            argv,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env=env,
-            cwd=REPO,
-        )
-    _pid_file(name).write_text(str(proc.pid))
-    return proc.pid
-
-
 def stop_group(name: str, pid: int, grace_s: float = 30) -> None:
-    """SIGTERM the process group, then SIGKILL what is left after the grace period."""
+    """SIGTERM the process group, then SIGKILL what is left after the grace period (for
+    processes an older version started detached with a pid file, before supervision)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
     end = time.monotonic() + grace_s
