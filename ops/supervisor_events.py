@@ -1,20 +1,30 @@
-"""supervisord event listener: counts and logs the automatic restarts of each program.
+"""supervisord event listener: counts and logs the automatic restarts of each program, and
+starts again, once a minute, any program supervisord gave up on.
 
-Run by supervisord as `[eventlistener:restart-counter]` on PROCESS_STATE_STARTING events.
-A start from EXITED or BACKOFF is supervisord restarting a process by itself (after a crash,
-a kill or a failed start); a start from STOPPED is an operator's or the first one and is not
-counted. Counts go to the JSON file named on the command line (written atomically), one log
-line per restart to stderr (supervisord sends it to .var/log/restarts.log).
+Run by supervisord as `[eventlistener:restart-counter]` on PROCESS_STATE_STARTING and TICK_60
+events. A start from EXITED or BACKOFF is supervisord restarting a process by itself (after a
+crash, a kill or a failed start), a start from FATAL is this listener's revival; a start from
+STOPPED is an operator's or the first one and is not counted. Counts go to the JSON file named
+on the command line (written atomically), one log line per restart or revival to stderr
+(supervisord sends it to .var/log/restarts.log).
+
+supervisord's own back-off ends in FATAL after SUPERVISOR_STARTRETRIES failed starts (about 8
+minutes); an outage longer than that would otherwise leave the program down for good.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-AUTOMATIC = ("EXITED", "BACKOFF")
+AUTOMATIC = ("EXITED", "BACKOFF", "FATAL")
+
+
+def _stamp() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def parse_payload(payload: str) -> dict[str, str]:
@@ -31,11 +41,19 @@ def record(counts: dict[str, int], headers: dict[str, str], payload: str) -> str
     if fields.get("from_state") not in AUTOMATIC:
         return None
     counts[name] = counts.get(name, 0) + 1
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    attempt = fields.get("tries", "?")
     return (
-        f"{stamp} restart {name} (from {fields['from_state']}, attempt {fields.get('tries', '?')}"
+        f"{_stamp()} restart {name} (from {fields['from_state']}, attempt {attempt}"
         f", restarts so far {counts[name]})"
     )
+
+
+def revive(api) -> list[str]:
+    """Start (without waiting) every program in FATAL; return their names."""
+    fatal = [p["name"] for p in api.getAllProcessInfo() if p["statename"] == "FATAL"]
+    for name in fatal:
+        api.startProcess(name, False)
+    return fatal
 
 
 def write_counts(path: Path, counts: dict[str, int]) -> None:
@@ -53,12 +71,18 @@ def main(argv: list[str]) -> int:
     except (OSError, ValueError):
         counts = {}
     write_counts(path, counts)
+    api = childutils.getRPCInterface(os.environ).supervisor
     while True:
         headers, payload = childutils.listener.wait(sys.stdin, sys.stdout)
         line = record(counts, headers, payload)
         if line:
             write_counts(path, counts)
             print(line, file=sys.stderr, flush=True)
+        if headers.get("eventname") == "TICK_60":
+            for name in revive(api):
+                print(
+                    f"{_stamp()} revive {name} (FATAL: supervisord had given up)", file=sys.stderr
+                )
         childutils.listener.ok(sys.stdout)
 
 

@@ -86,7 +86,8 @@ def test_supervisord_listens_on_a_private_unix_socket_only(var_dir):
     assert "inet_http_server" not in config
     assert config["unix_http_server"]["chmod"] == "0700"
     assert config["unix_http_server"]["file"] == str(supervise.socket_path())
-    assert config["eventlistener:restart-counter"]["events"] == "PROCESS_STATE_STARTING"
+    events = config["eventlistener:restart-counter"]["events"].split(",")
+    assert events == ["PROCESS_STATE_STARTING", "TICK_60"]
     assert (main.parent / "conf.d" / "x.conf").exists()
 
 
@@ -115,8 +116,26 @@ def test_only_automatic_restarts_are_counted():
     line = supervisor_events.record(counts, *starting("kafka", "EXITED"))  # crash, kill
     assert "restart kafka (from EXITED" in line
     supervisor_events.record(counts, *starting("kafka", "BACKOFF"))  # failed start, retried
-    supervisor_events.record(counts, {"eventname": "TICK_5"}, "when:1")
-    assert counts == {"kafka": 2}
+    supervisor_events.record(counts, *starting("kafka", "FATAL"))  # revived after giving up
+    supervisor_events.record(counts, {"eventname": "TICK_60"}, "when:1")
+    assert counts == {"kafka": 3}
+
+
+class FakeSupervisor:
+    def __init__(self, states: dict[str, str]):
+        self.states, self.started = states, []
+
+    def getAllProcessInfo(self):
+        return [{"name": n, "statename": s} for n, s in self.states.items()]
+
+    def startProcess(self, name, wait):
+        self.started.append((name, wait))
+
+
+def test_programs_supervisord_gave_up_on_are_started_again():
+    api = FakeSupervisor({"postgres": "RUNNING", "airflow-scheduler": "FATAL", "x": "STOPPED"})
+    assert supervisor_events.revive(api) == ["airflow-scheduler"]
+    assert api.started == [("airflow-scheduler", False)]
 
 
 def test_airflow_health_names_each_component_and_its_last_heartbeat():
