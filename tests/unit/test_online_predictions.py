@@ -147,3 +147,62 @@ def test_a_dead_writers_file_is_sealed_and_a_live_writers_is_left_alone(tmp_path
     finally:
         live.stop()
     assert predictions.ingest(logs, lake_dir).lines == 1  # the live one, sealed at its stop
+
+
+def test_the_fast_path_reads_exactly_what_the_reference_path_reads(tmp_path):
+    _serve(tmp_path, 300, max_bytes=10_000_000)
+    (path,) = predictions.sealed_files(tmp_path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    hand = {"request_id": "h", "model_version": "m", "source": "cache", "items": "a"}
+    lines += [
+        json.dumps({**hand, "time": "2026-01-01T23:30:00+02:00", "user_id": None}).encode() + b"\n",
+        json.dumps(
+            {**hand, "time": "2026-01-01T00:00:00+00:00", "fallback_reason": "db ≠ up"}
+        ).encode()
+        + b"\n",
+    ]
+    fast = predictions.fast_chunk(lines, "f", 7)
+    slow, rejects = predictions.slow_chunk(lines, "f", 7)
+    assert fast is not None and rejects == []
+    assert fast.equals(slow)
+    assert fast["event_time"][300].as_py().isoformat() == "2026-01-01T21:30:00+00:00"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"\n",  # blank
+        b'{"request_id": "a"}{"request_id": "b"}\n',  # two records on one line
+        b'{"request_id": "a", "time": "2026-01-01T00:00:00", "model_version": "m", '
+        b'"source": "model", "items": "x"}\n',  # no UTC offset
+        b'{"request_id": "a", "time": "2026-01-01T00:00:00+00:00", "model_version": "m", '
+        b'"source": "model", "items": "x", "user_id": -3}\n',
+        b'{"request_id": "a", "time": "2026-01-01T00:00:00+00:00", "model_version": "m", '
+        b'"source": "model", "items": "x", "variant": 5}\n',
+    ],
+)
+def test_a_chunk_with_any_bad_line_takes_the_reference_path(tmp_path, line):
+    _serve(tmp_path, 5, max_bytes=10_000_000)
+    (path,) = predictions.sealed_files(tmp_path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert predictions.fast_chunk(lines, "f", 0) is not None
+    assert predictions.fast_chunk([*lines, line], "f", 0) is None
+    rows, rejects = predictions.slow_chunk([*lines, line], "f", 0)
+    assert rows.num_rows == 5 and [r["line_no"] for r in rejects] == [5]
+
+
+def test_chunks_read_fast_and_slow_keep_every_line_number(tmp_path):
+    from jobs.ingest.snapshot import PartWriters
+
+    _serve(tmp_path / "log", 20, max_bytes=10_000_000)
+    (path,) = predictions.sealed_files(tmp_path / "log")
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join([*lines[:9], b"garbage\n", *lines[9:]]))
+    writers = PartWriters(tmp_path / "out")
+    read = predictions.read_file(path, writers, chunk_lines=4)  # chunk 8..11 is the slow one
+    writers.close()
+    assert (read.lines, read.rows, read.rejects) == (21, 20, 1)
+    rows = pq.read_table(tmp_path / "out" / "predictions").to_pylist()
+    numbers = sorted(r["line_no"] for r in rows)
+    assert numbers == [n for n in range(21) if n != 9]
+    assert all(r["request_id"] == f"r{n - (n > 9)}" for r in rows for n in [r["line_no"]])
