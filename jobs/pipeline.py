@@ -388,12 +388,16 @@ def ingest_predictions(log_dir: str | None = None) -> str | None:
 
 
 def evaluate_online(
-    hours: int = 6, window_minutes: int = 60, database_url: str | None = None
+    hours: int = 6,
+    window_minutes: int = 60,
+    database_url: str | None = None,
+    predictions_hours: float = 72.0,
 ) -> str | None:
     """Availability, latency, personalised share and online accuracy of the last `hours`
     event-time hours of the accepted snapshots, per model version and variant, replaced in
     Postgres `online_metrics` (jobs/online/evaluate.py); the hours evaluated as
-    `start/end` (None: no accepted snapshot yet)."""
+    `start/end` (None: no accepted snapshot yet). Answers are looked up among the prediction
+    batches of the last `predictions_hours` of the log's own clock."""
     from jobs.ingest import lake
     from jobs.online import evaluate, predictions
     from jobs.spark import get_spark
@@ -408,7 +412,7 @@ def evaluate_online(
     wanted = [r.path for r in refs if r.max_event_time and r.max_event_time >= start]
     spark = get_spark("online_evaluation", shuffle_partitions=4)
     window, rows = evaluate.evaluate_lake(
-        spark, wanted, predictions.batch_dirs(), hours, window_minutes
+        spark, wanted, predictions.batch_dirs(recent_hours=predictions_hours), hours, window_minutes
     )
     if window is None:
         return None

@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -362,10 +362,17 @@ def _lock(base: Path) -> Iterator[None]:
         yield
 
 
-def batch_dirs(root: str | Path | None = None) -> list[Path]:
-    """Directories of every complete batch (readers take their `predictions` table)."""
+def batch_dirs(root: str | Path | None = None, recent_hours: float | None = None) -> list[Path]:
+    """Directories of the complete batches (readers take their `predictions` table); with
+    `recent_hours`, only those holding answers served within that many hours of the newest
+    answer in the table (the log's own clock: answers are served when they are logged)."""
     base = predictions_dir(root)
-    return [base / m["batch_id"] for m in completed_batches(root)]
+    manifests = [m for m in completed_batches(root) if m.get("max_event_time")]
+    if recent_hours is not None and manifests:
+        newest = max(datetime.fromisoformat(m["max_event_time"]) for m in manifests)
+        since = newest - timedelta(hours=recent_hours)
+        manifests = [m for m in manifests if datetime.fromisoformat(m["max_event_time"]) >= since]
+    return [base / m["batch_id"] for m in manifests]
 
 
 def _next_batch_id(base: Path) -> str:

@@ -206,3 +206,13 @@ def test_chunks_read_fast_and_slow_keep_every_line_number(tmp_path):
     numbers = sorted(r["line_no"] for r in rows)
     assert numbers == [n for n in range(21) if n != 9]
     assert all(r["request_id"] == f"r{n - (n > 9)}" for r in rows for n in [r["line_no"]])
+
+
+def test_readers_can_take_only_the_recent_batches(tmp_path):
+    base = predictions.predictions_dir(tmp_path)
+    for n, newest in ((1, "2026-01-01T00:00:00+00:00"), (2, "2026-01-04T00:00:00+00:00")):
+        (base / f"p{n:06d}").mkdir(parents=True)
+        lake.write_manifest(base / f"p{n:06d}", {"batch_id": f"p{n:06d}", "max_event_time": newest})
+    assert [p.name for p in predictions.batch_dirs(tmp_path)] == ["p000001", "p000002"]
+    assert [p.name for p in predictions.batch_dirs(tmp_path, recent_hours=71.9)] == ["p000002"]
+    assert len(predictions.batch_dirs(tmp_path, recent_hours=72)) == 2
