@@ -102,26 +102,22 @@ def attribute(reco, predictions):
     from pyspark.sql import Window as W
     from pyspark.sql import functions as F
 
-    served = predictions.select(
-        USER_COL,
-        F.concat_ws(",", SERVED_LIST_COL).alias("list_key"),
-        F.struct(
-            F.col(MODEL_VERSION_COL),
-            F.coalesce(F.col(VARIANT_COL), F.lit(NONE)).alias(VARIANT_COL),
-            F.col(SOURCE_COL),
-        ).alias("answer"),
-        F.col(TIME_COL).alias("served_at"),
+    served = (
+        predictions.select(
+            USER_COL,
+            F.concat_ws(",", SERVED_LIST_COL).alias("list_key"),
+            F.struct(
+                F.col(MODEL_VERSION_COL),
+                F.coalesce(F.col(VARIANT_COL), F.lit(NONE)).alias(VARIANT_COL),
+                F.col(SOURCE_COL),
+            ).alias("answer"),
+            F.col(TIME_COL).alias("served_at"),
+        )
+        .groupBy(USER_COL, "list_key")  # one answer per (user, list): the latest
+        .agg(F.max_by("answer", "served_at").alias("answer"))
     )
-    lines = reco.withColumn(
-        "list_key", F.when(F.size("result") > 0, F.concat_ws(",", "result"))
-    ).withColumn("line", F.struct(*RECO_KEY))
+    lines = reco.withColumn("list_key", F.when(F.size("result") > 0, F.concat_ws(",", "result")))
     matched = lines.join(served, [USER_COL, "list_key"], "left")
-    latest = W.partitionBy("line").orderBy(F.col("served_at").desc_nulls_last())
-    matched = (
-        matched.withColumn("pick", F.row_number().over(latest))
-        .where("pick = 1")
-        .drop("pick", "served_at")
-    )
     by_user = W.partitionBy(USER_COL).orderBy(TIME_COL, *RECO_KEY)
     before = F.last("answer", ignorenulls=True).over(
         by_user.rowsBetween(W.unboundedPreceding, W.currentRow)
@@ -131,7 +127,7 @@ def attribute(reco, predictions):
     )
     nearest = F.coalesce(F.col("answer"), before, after)
     return matched.select(
-        *[c for c in matched.columns if c not in ("answer", "line", "list_key")],
+        *[c for c in matched.columns if c not in ("answer", "list_key")],
         F.coalesce(nearest[MODEL_VERSION_COL], F.lit(NONE)).alias(MODEL_VERSION_COL),
         F.coalesce(nearest[VARIANT_COL], F.lit(NONE)).alias(VARIANT_COL),
         F.col("answer")[SOURCE_COL].alias(SOURCE_COL),  # only the line's own answer counts
