@@ -505,11 +505,12 @@ def drill_kafka_during_ingest(
 # ---------------------------------------------------------------------------- Airflow
 
 
-def airflow_api():
-    """A logged-in Airflow API client (ops.airflow_api)."""
+def airflow_api(deadline_s: float = 120):
+    """A logged-in Airflow API client (ops.airflow_api), waiting for an api-server that
+    supervisord may still be restarting."""
     from ops.airflow_api import AirflowAPI
 
-    return AirflowAPI.login()
+    return services.wait_until(AirflowAPI.login, deadline_s, "Airflow API login", None, 2)
 
 
 def wait_run(api, dag_id: str, run_id: str, deadline_s: float = 900) -> RunOutcome:
