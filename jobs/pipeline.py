@@ -398,28 +398,9 @@ def evaluate_online(
     Postgres `online_metrics` (jobs/online/evaluate.py); the hours evaluated as
     `start/end` (None: no accepted snapshot yet). Answers are looked up among the prediction
     batches of the last `predictions_hours` of the log's own clock."""
-    from jobs.ingest import lake
-    from jobs.online import evaluate, predictions
-    from jobs.spark import get_spark
+    from jobs.online import evaluate
 
-    refs = lake.accepted_snapshots(database_url=database_url)
-    newest = max((r.max_event_time for r in refs if r.max_event_time), default=None)
-    if newest is None:
-        log.info("no accepted snapshot with events: nothing to evaluate")
-        return None
-    start, _end = evaluate.hours_to_evaluate(newest, hours)
-    # Lines of the evaluated hours, and watches up to a window later; older snapshots are not read.
-    wanted = [r.path for r in refs if r.max_event_time and r.max_event_time >= start]
-    spark = get_spark("online_evaluation", shuffle_partitions=4)
-    window, rows = evaluate.evaluate_lake(
-        spark, wanted, predictions.batch_dirs(recent_hours=predictions_hours), hours, window_minutes
-    )
-    if window is None:
-        return None
-    stored = evaluate.store(window, rows, database_url)
-    span = f"{window.start.isoformat()}/{window.end.isoformat()}"
-    log.info("online metrics for %s: %d rows", span, stored)
-    return span
+    return evaluate.run(hours, window_minutes, database_url, predictions_hours)
 
 
 # ------------------------------------------------------------------ command line

@@ -21,6 +21,9 @@ Time is event time from the stream, never the wall clock: the newest event bound
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,6 +40,8 @@ from contracts.names import (
     USER_COL,
     VARIANT_COL,
 )
+
+log = logging.getLogger(__name__)
 
 ALL = "*"  # a rolled-up model version or variant
 NONE = ""  # no variant (no experiment ran), or no answer to attribute the line to
@@ -304,3 +309,53 @@ def store(window: Window, rows: list[dict[str, Any]], database_url: str | None =
     finally:
         conn.close()
     return len(rows)
+
+
+def run(
+    hours: int = 6,
+    window_minutes: int = WINDOW_MINUTES,
+    database_url: str | None = None,
+    predictions_hours: float = 72.0,
+) -> str | None:
+    """Evaluate the last `hours` event-time hours of the accepted snapshots and replace them in
+    online_metrics; the hours as `start/end` (None: no accepted snapshot with events yet).
+
+    Only snapshots reaching into those hours are read, and only the prediction batches of the
+    last `predictions_hours` of the log's own clock.
+    """
+    from jobs.ingest import lake
+    from jobs.online import predictions
+    from jobs.spark import get_spark
+
+    refs = lake.accepted_snapshots(database_url=database_url)
+    newest = max((r.max_event_time for r in refs if r.max_event_time), default=None)
+    if newest is None:
+        log.info("no accepted snapshot with events: nothing to evaluate")
+        return None
+    start, _end = hours_to_evaluate(newest, hours)
+    wanted = [r.path for r in refs if r.max_event_time and r.max_event_time >= start]
+    batches = predictions.batch_dirs(recent_hours=predictions_hours)
+    spark = get_spark("online_evaluation", shuffle_partitions=4)
+    window, rows = evaluate_lake(spark, wanted, batches, hours, window_minutes)
+    if window is None:
+        return None
+    stored = store(window, rows, database_url)
+    span = f"{window.start.isoformat()}/{window.end.isoformat()}"
+    log.info("online metrics for %s: %d rows from %d snapshots", span, stored, len(wanted))
+    return span
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hours", type=int, default=6, help="event-time hours to (re)compute")
+    parser.add_argument("--window-minutes", type=int, default=WINDOW_MINUTES)
+    parser.add_argument("--predictions-hours", type=float, default=72.0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    span = run(args.hours, args.window_minutes, predictions_hours=args.predictions_hours)
+    print(json.dumps({"hours": span}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
