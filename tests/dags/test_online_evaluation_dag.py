@@ -8,6 +8,7 @@ The hourly totals are checked against a plain pandas reading of the stream lines
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pandas as pd
@@ -115,6 +116,8 @@ def test_closed_loop_lake_to_online_metrics(kafka, kafka_topic, postgres, tmp_pa
         first = metrics_rows(url)
         run = load().test(run_conf=conf)  # a rerun: no new file, the same rows
         again = metrics_rows(url)
+    # The task's Spark session lives until exit, when py4j logs after pytest closed its streams.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     # The prediction log: every answer in the lake once, the raw files gone.
     assert predictions.sealed_files(logs) == []
     (batch,) = predictions.completed_batches()
