@@ -297,12 +297,24 @@ def _write_rows(writers: PartWriters, table: pa.Table, read: FileRead) -> None:
 
 
 # ------------------------------------------------------------------ the raw files
+def _alive(pid: int) -> bool:
+    """Whether a process with this id runs on this host (the log directory is local)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 def seal_orphans(log_dir: Path) -> list[Path]:
-    """Seal the active files of processes that died without stopping (their lock is free)."""
+    """Seal the active files of processes that died without stopping: the lock is free and
+    no process has the pid (a writer older than the lock, still running, is left alone)."""
     sealed = []
     for path in sorted(log_dir.glob("predictions-*.jsonl")):
         match = _ACTIVE.fullmatch(path.name)
-        if match is None:
+        if match is None or _alive(int(match[1])):
             continue
         with open(path, "rb") as handle:
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pyarrow.parquet as pq
 import pytest
@@ -147,6 +148,10 @@ def test_a_dead_writers_file_is_sealed_and_a_live_writers_is_left_alone(tmp_path
     finally:
         live.stop()
     assert predictions.ingest(logs, lake_dir).lines == 1  # the live one, sealed at its stop
+    # A live process whose writer takes no lock (a version from before the lock) is left alone.
+    unlocked = logs / f"predictions-{os.getpid()}.jsonl"
+    unlocked.write_bytes(one.read_bytes())
+    assert predictions.ingest(logs, lake_dir).batch_id is None and unlocked.exists()
 
 
 def test_the_fast_path_reads_exactly_what_the_reference_path_reads(tmp_path):
