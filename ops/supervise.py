@@ -147,7 +147,7 @@ serverurl=unix://{sock}
 command={listener}
 directory={REPO}
 environment=PYTHONPATH="{REPO}"
-events=PROCESS_STATE_STARTING,TICK_60
+events=PROCESS_STATE_STARTING,PROCESS_STATE_EXITED,TICK_60
 autorestart=true
 stderr_logfile={log_dir / "restarts.log"}
 

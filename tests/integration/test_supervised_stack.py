@@ -109,6 +109,22 @@ def test_a_killed_scheduler_is_back_and_heartbeating_within_30_s(stack):
     assert supervise.restarts()["airflow-scheduler"] == 1
     restarts_log = Path(env["RECS_VAR_DIR"]) / "log" / "restarts.log"
     assert "restart airflow-scheduler (from EXITED" in restarts_log.read_text()
+    # The killed scheduler's LocalExecutor workers do not outlive it (its group is reaped).
+    services.wait_until(lambda: not group_members(old), 10, "the old group reaped", None)
+    assert f"(pid {old}) left running" in restarts_log.read_text()
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes whose process group is `pgid` (zombies awaiting their reaper excluded)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members
 
 
 def test_status_names_a_stopped_component_and_exits_non_zero(stack):

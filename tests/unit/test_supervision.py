@@ -4,6 +4,7 @@ settings, the restart counter's event handling, and how health is read and expor
 from __future__ import annotations
 
 import configparser
+import signal
 import time
 from pathlib import Path
 
@@ -87,7 +88,7 @@ def test_supervisord_listens_on_a_private_unix_socket_only(var_dir):
     assert config["unix_http_server"]["chmod"] == "0700"
     assert config["unix_http_server"]["file"] == str(supervise.socket_path())
     events = config["eventlistener:restart-counter"]["events"].split(",")
-    assert events == ["PROCESS_STATE_STARTING", "TICK_60"]
+    assert events == ["PROCESS_STATE_STARTING", "PROCESS_STATE_EXITED", "TICK_60"]
     assert (main.parent / "conf.d" / "x.conf").exists()
 
 
@@ -119,6 +120,21 @@ def test_only_automatic_restarts_are_counted():
     supervisor_events.record(counts, *starting("kafka", "FATAL"))  # revived after giving up
     supervisor_events.record(counts, {"eventname": "TICK_60"}, "when:1")
     assert counts == {"kafka": 3}
+
+
+def test_what_an_exited_program_left_in_its_group_is_killed():
+    killed = []
+    headers = {"eventname": "PROCESS_STATE_EXITED"}
+    payload = "processname:airflow-scheduler groupname:a from_state:RUNNING expected:0 pid:4242"
+    line = supervisor_events.reap_group(headers, payload, killpg=lambda *a: killed.append(a))
+    assert killed == [(4242, signal.SIGKILL)] and "airflow-scheduler (pid 4242)" in line
+
+    def gone(pgid, sig):
+        raise ProcessLookupError
+
+    assert supervisor_events.reap_group(headers, payload, killpg=gone) is None  # nothing left
+    starting_event = {"eventname": "PROCESS_STATE_STARTING"}
+    assert supervisor_events.reap_group(starting_event, payload, killpg=gone) is None
 
 
 class FakeSupervisor:
