@@ -68,14 +68,6 @@ def post_worker_init(worker) -> None:
         state.ensure_started()
 
 
-def worker_exit(server, worker) -> None:
-    """In the exiting worker: flush and seal its prediction log, so the next ingest takes it
-    at once rather than waiting to find it orphaned."""
-    state = worker.wsgi.extensions.get("recs_serving")  # serving.app.STATE_KEY, as above
-    if state is not None:
-        state.stop()
-
-
 def child_exit(server, worker) -> None:
     """Drop a dead worker's live gauges from the merged metrics."""
     from prometheus_client import multiprocess

@@ -1,15 +1,14 @@
 """The real serving tier's prediction log lands in the lake: every answer once, no rejects.
 
 gunicorn (2 workers) over a private Postgres answers known and unknown users; its workers
-are stopped with SIGTERM and seal their files as they exit (gunicorn's worker_exit hook).
-A worker killed outright leaves its file unsealed; ingestion seals such orphans (unit tests).
+are stopped with SIGTERM, which leaves their active files unsealed (the lock goes with the
+process), so ingestion seals them as orphans and takes them.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 from datetime import UTC, datetime
@@ -47,8 +46,6 @@ def test_the_serving_tiers_log_lands_in_the_lake(tmp_path):
             wait_for(lambda: _logged(server.log_dir) == len(answers), 10, "every answer logged")
             os.killpg(server.proc.pid, signal.SIGTERM)
             server.proc.wait(timeout=15)
-            left = [p.name for p in server.log_dir.glob("predictions-*.jsonl")]
-            assert left and not [n for n in left if re.fullmatch(r"predictions-\d+\.jsonl", n)]
             shutil.copytree(server.log_dir, tmp_path / "log")
         finally:
             server.stop()
