@@ -12,6 +12,17 @@ import numpy as np
 from simulator.world import World
 
 
+def reply_text(handler: BaseHTTPRequestHandler, code: int, body: str) -> None:
+    """Answer a recommender request with a text body; a client that gave up is fine."""
+    data = body.encode()
+    handler.send_response(code)
+    handler.send_header("Content-Type", "text/plain")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        handler.wfile.write(data)  # the client gave up (timeout): fine
+
+
 class _Server(ThreadingHTTPServer):
     # The default listen backlog (5) drops connections when eight simulator workers connect at
     # once; a dropped SYN is retried after 1 s, past the client's timeout.
@@ -49,13 +60,7 @@ class StubRecommender:
                 return self._reply(200, ",".join(slugs))
 
             def _reply(self, code: int, body: str):
-                data = body.encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    self.wfile.write(data)  # the client gave up (timeout): fine
+                reply_text(self, code, body)
 
             def log_message(self, *args):
                 pass

@@ -9,7 +9,6 @@ record (a crash before the answer).
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from serving.telemetry import PredictionLog
+from simulator.stub_recommender import reply_text
 from simulator.world import World
 
 MODEL, POPULAR = "m-taste", "popular-v1"
@@ -79,13 +79,7 @@ class LoggingRecommender:
                     code, body = 400, "invalid user"
                 else:
                     code, body = recommender.answer(int(uid))
-                data = body.encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    self.wfile.write(data)
+                reply_text(self, code, body)
 
             def log_message(self, *args):
                 pass
