@@ -23,6 +23,11 @@ DEFAULTS = {
     "SERVING_PORT": "8082",
     "AIRFLOW_PORT": "8080",
     "METADATA_API_URL": "http://127.0.0.1:8090",
+    "REPORTS_PORT": "8091",
+    "PROMETHEUS_PORT": "9090",
+    "PUSHGATEWAY_PORT": "9091",
+    "ALERTMANAGER_PORT": "9093",
+    "ALERT_RECEIVER_PORT": "9095",
     "RECS_VAR_DIR": str(REPO_ROOT / ".var"),
     "RECS_CACHE_DIR": str(REPO_ROOT / ".cache"),
 }
@@ -41,6 +46,11 @@ class Settings:
     serving_port: int
     airflow_port: int
     metadata_api_url: str
+    reports_port: int
+    prometheus_port: int
+    pushgateway_port: int
+    alertmanager_port: int
+    alert_receiver_port: int
     var_dir: Path
     cache_dir: Path
 
@@ -74,6 +84,30 @@ class Settings:
         """Service and job logs."""
         return self.var_dir / "log"
 
+    @property
+    def alerts_log(self) -> Path:
+        """Every alert Alertmanager delivered, one JSON object per line (the webhook receiver)."""
+        return self.log_dir / "alerts.jsonl"
+
+    @property
+    def site_dir(self) -> Path:
+        """The status page and its plots, served on REPORTS_PORT with Data Docs and reports."""
+        return self.var_dir / "site"
+
+    # The monitoring stack on loopback (ops/monitoring.py); *_URL points a part elsewhere
+    # (compose: http://pushgateway:9091).
+    @property
+    def prometheus_url(self) -> str:
+        return os.environ.get("PROMETHEUS_URL") or f"http://127.0.0.1:{self.prometheus_port}"
+
+    @property
+    def pushgateway_url(self) -> str:
+        return os.environ.get("PUSHGATEWAY_URL") or f"http://127.0.0.1:{self.pushgateway_port}"
+
+    @property
+    def alertmanager_url(self) -> str:
+        return os.environ.get("ALERTMANAGER_URL") or f"http://127.0.0.1:{self.alertmanager_port}"
+
 
 def env(name: str) -> str:
     """One setting's raw value: the environment first, then the embedded default."""
@@ -103,6 +137,11 @@ def load() -> Settings:
         serving_port=int(env("SERVING_PORT")),
         airflow_port=int(env("AIRFLOW_PORT")),
         metadata_api_url=env("METADATA_API_URL"),
+        reports_port=int(env("REPORTS_PORT")),
+        prometheus_port=int(env("PROMETHEUS_PORT")),
+        pushgateway_port=int(env("PUSHGATEWAY_PORT")),
+        alertmanager_port=int(env("ALERTMANAGER_PORT")),
+        alert_receiver_port=int(env("ALERT_RECEIVER_PORT")),
         var_dir=Path(env("RECS_VAR_DIR")),
         cache_dir=Path(env("RECS_CACHE_DIR")),
     )
