@@ -163,6 +163,12 @@ def gate_min_users() -> int:
     return _env_int("GATE_MIN_USERS", 100)
 
 
+def retrain_accuracy_drop() -> float:
+    """Relative drop of online accuracy below its trailing 7-day baseline that triggers
+    retraining and the accuracy alert (RETRAIN_ACCURACY_DROP, default 0.2 = 20% below)."""
+    return env_number("RETRAIN_ACCURACY_DROP", 0.2)
+
+
 # Local services (ops/services.py)
 def pg_bin() -> Path:
     """Directory of the PostgreSQL server binaries (PG_BIN, default Debian's PostgreSQL 15)."""

@@ -7,13 +7,18 @@ unless an operator re-admits it after inspection (`python -m jobs.ingest.readmit
 ...`, README "Operator tasks"). Later snapshots are judged on their own: offsets continue from
 the last complete snapshot, quarantined or not.
 With no new offsets the run does nothing (every task passes `None` along).
+`flag_drift` succeeds, emitting the asset that schedules train_and_publish, only when the
+accepted snapshot's drift passes a retrain level (jobs/train/triggers.py); otherwise it is
+skipped.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Asset, Param, dag, task
+
+from jobs.pipeline import DRIFT_ASSET
 
 # A database or broker outage fails a task; it retries after 15-30 s, then 30-60 s, 60-120 s,
 # 120-240 s (Airflow's exponential back-off, capped at 5 min): outages up to ~7 min heal
@@ -67,13 +72,26 @@ def movielog_ingest():
         except pipeline.SnapshotRejected as exc:  # a retry cannot change the verdict
             raise AirflowFailException(str(exc)) from exc
 
+    @task(outlets=[Asset(DRIFT_ASSET)])
+    def flag_drift(snapshot_id: str | None) -> str:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from jobs import pipeline
+
+        reason = pipeline.retrain_on_drift(snapshot_id)
+        if reason is None:  # skipped: no asset event, no retraining
+            raise AirflowSkipException("no drift past the retrain levels")
+        return reason
+
     @task(trigger_rule="all_done")
     def build_docs() -> str:
         from jobs import pipeline
 
         return pipeline.build_data_docs()
 
-    mark(validate(snapshot())) >> build_docs()
+    marked = mark(validate(snapshot()))
+    marked >> build_docs()
+    flag_drift(marked)
 
 
 movielog_ingest()

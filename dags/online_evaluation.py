@@ -7,14 +7,18 @@ exactly once, and deletes them afterwards. `evaluate` reads the accepted snapsho
 in Postgres `online_metrics`, the last `hours` event-time hours (counted back from the newest
 event, never the wall clock) per model version and variant: availability as a client measures
 it, latency percentiles, the share of personalised answers, and online accuracy with its
-interval. docs/monitoring.md defines each metric.
+interval. docs/monitoring.md defines each metric. `flag_accuracy_drop` succeeds, emitting the
+asset that schedules train_and_publish, only when the recent online accuracy is significantly
+below its 7-day baseline (jobs/train/triggers.py); otherwise it is skipped.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Asset, Param, dag, task
+
+from jobs.pipeline import ACCURACY_DROP_ASSET
 
 # Retries after 30-60 s, 60-120 s, 120-240 s (exponential back-off, capped at 5 min): a database
 # or Spark hiccup heals by itself; both steps are safe to rerun (exactly-once ingest, upsert).
@@ -32,7 +36,6 @@ DEFAULT_ARGS = {
     start_date=datetime(2025, 1, 1),
     catchup=False,
     max_active_runs=1,
-    is_paused_upon_creation=True,
     default_args=DEFAULT_ARGS,
     tags=["recommendations", "monitoring", "online-evaluation"],
     params={
@@ -62,7 +65,18 @@ def online_evaluation():
 
         return pipeline.evaluate_online(params["hours"], params["window_minutes"])
 
-    evaluate(ingest_predictions())
+    @task(outlets=[Asset(ACCURACY_DROP_ASSET)])
+    def flag_accuracy_drop(hours: str | None) -> str:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from jobs import pipeline
+
+        reason = pipeline.retrain_on_accuracy_drop()
+        if reason is None:  # skipped: no asset event, no retraining
+            raise AirflowSkipException("online accuracy is not significantly down")
+        return reason
+
+    flag_accuracy_drop(evaluate(ingest_predictions()))
 
 
 online_evaluation()

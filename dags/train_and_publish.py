@@ -1,5 +1,7 @@
 """train_and_publish: dataset -> train candidates -> evaluate + report -> gate -> refit on all
-data -> score -> publish -> refresh popularity. Every 3 days, and manually with params.
+data -> score -> publish -> refresh popularity. Every 3 days, when ingestion flags drift or
+online evaluation an accuracy drop (asset events, jobs/train/triggers.py), and manually with
+params.
 Wiring only: each task calls one jobs.pipeline function and returns an id or a path; all
 logic (and every heavy import) lives in jobs/.
 """
@@ -8,9 +10,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Asset, AssetOrTimeSchedule, DeltaTriggerTimetable, Param, dag, task
 
-from jobs.pipeline import DEFAULT_FAMILIES
+from jobs.pipeline import ACCURACY_DROP_ASSET, DEFAULT_FAMILIES, DRIFT_ASSET
 
 # Retries after 30-60 s, then 60-120 s, 120-240 s (exponential back-off, capped at 10 min):
 # a database restart mid-run heals by itself; every step is safe to rerun.
@@ -24,7 +26,10 @@ DEFAULT_ARGS = {
 
 @dag(
     dag_id="train_and_publish",
-    schedule=timedelta(days=3),
+    schedule=AssetOrTimeSchedule(
+        timetable=DeltaTriggerTimetable(timedelta(days=3)),
+        assets=Asset(DRIFT_ASSET) | Asset(ACCURACY_DROP_ASSET),
+    ),
     start_date=datetime(2025, 1, 1),
     catchup=False,
     max_active_runs=1,

@@ -14,13 +14,14 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
+from jobs import pipeline
 from ops import services
 from tests.conftest import private_schema
 
 pytestmark = pytest.mark.dags
 
 START = "2025-03-14"
-STEPS = ["ingest_predictions", "evaluate"]
+STEPS = ["ingest_predictions", "evaluate", "flag_accuracy_drop"]
 
 
 def load():
@@ -35,7 +36,9 @@ def test_online_evaluation_dag_shape():
     dag = load()
     assert dag.catchup is False and dag.timetable.delta == timedelta(hours=1)
     assert "monitoring" in dag.tags and all(t.retries >= 1 for t in dag.tasks)
-    assert dag.is_paused_upon_creation is True
+    assert not dag.is_paused_upon_creation  # make run's live loop has it scheduled hourly
+    flag = dag.get_task("flag_accuracy_drop")
+    assert [asset.name for asset in flag.outlets] == [pipeline.ACCURACY_DROP_ASSET]
     assert {"hours", "window_minutes", "log_dir"} <= set(dag.params.keys())
     assert [t.task_id for t in dag.topological_sort()] == STEPS
 
@@ -112,7 +115,7 @@ def test_closed_loop_lake_to_online_metrics(kafka, kafka_topic, postgres, tmp_pa
         run = load().test(run_conf=conf)
         assert {
             ti.task_id: str(ti.state).rsplit(".", 1)[-1] for ti in run.get_task_instances()
-        } == (dict.fromkeys(STEPS, "success"))
+        } == {**dict.fromkeys(STEPS, "success"), "flag_accuracy_drop": "skipped"}
         first = metrics_rows(url)
         run = load().test(run_conf=conf)  # a rerun: no new file, the same rows
         again = metrics_rows(url)

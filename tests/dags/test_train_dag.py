@@ -33,7 +33,15 @@ def dag():
 
 def test_schedule_catchup_tags_retries(dag):
     assert dag.catchup is False
-    assert dag.timetable.delta == timedelta(days=3)
+    assert dag.timetable.timetable.delta == timedelta(days=3)
+
+
+def test_drift_and_accuracy_drop_also_schedule_a_run(dag):
+    from jobs.pipeline import ACCURACY_DROP_ASSET, DRIFT_ASSET
+
+    either = dag.timetable.asset_condition
+    assert type(either).__name__ == "AssetAny"
+    assert {asset.name for asset in either.objects} == {DRIFT_ASSET, ACCURACY_DROP_ASSET}
     assert set(dag.tags) >= {"training", "publish"}
     assert all(t.retries >= 1 for t in dag.tasks)
 
