@@ -24,6 +24,7 @@ from typing import Any
 from contracts import settings
 from contracts.fallback import write_fallback
 from contracts.names import METRIC, K
+from jobs import monitoring
 from jobs.train import gate as gate_mod
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,6 @@ BASELINE = "popularity"
 DEFAULT_FAMILIES = ("item_knn", "svd_surprise", "hybrid")
 SCORES_FILE = "gate_scores.json"
 DECISION_FILE = "gate_decision.json"
-# Airflow assets (names) whose events schedule train_and_publish besides its timetable.
-DRIFT_ASSET = "movielog_drift"
-ACCURACY_DROP_ASSET = "online_accuracy_drop"
 
 
 def run_dir(dataset_path: str | Path) -> Path:
@@ -105,7 +103,9 @@ def validate_snapshot(snapshot_id: str | None) -> str | None:
 
     if snapshot_id is None:
         return None
-    return str(validate.validate_snapshot(snapshot_id).snapshot_id)
+    outcome = validate.validate_snapshot(snapshot_id)
+    monitoring.report_validation(outcome)
+    return str(outcome.snapshot_id)
 
 
 def mark_snapshot(snapshot_id: str | None) -> str | None:
@@ -114,11 +114,14 @@ def mark_snapshot(snapshot_id: str | None) -> str | None:
 
     if snapshot_id is None:
         log.info("no new offsets: nothing to mark")
+        monitoring.report_snapshots()  # refreshed hourly all the same
         return None
     try:
         return validate.mark(snapshot_id)
     except validate.SnapshotQuarantined as exc:
         raise SnapshotRejected(str(exc)) from exc
+    finally:
+        monitoring.report_snapshots()
 
 
 def build_data_docs() -> str:
@@ -282,6 +285,7 @@ def gate(
         gate_mod.min_users_from_env() if min_users is None else min_users,
     )
     (Path(evaluation_dir) / DECISION_FILE).write_text(decision.to_json())
+    monitoring.report_gate(decision)
     if summary.get("report"):
         report.add_gate(summary["report"], asdict(decision))
     if decision.passed:
@@ -343,6 +347,7 @@ def publish_scores(scored_path: str, model_version: str, database_url: str | Non
             scored_path, reco_version, model_version, n_users, catalog, url=database_url
         )
     registry.set_status(model_version, "production", f"published as {reco_version}", database_url)
+    monitoring.report_model(database_url)
     log.info("published %s (%d users) for %s", reco_version, n_users, model_version)
     return reco_version
 
@@ -403,28 +408,11 @@ def evaluate_online(
     batches of the last `predictions_hours` of the log's own clock."""
     from jobs.online import evaluate
 
-    return evaluate.run(hours, window_minutes, database_url, predictions_hours)
-
-
-# ------------------------------------------------------------------ retraining triggers
-def retrain_on_drift(snapshot_id: str | None) -> str | None:
-    """Why the accepted snapshot calls for retraining (jobs/train/triggers.py), or None."""
-    from jobs.train import triggers
-
-    reason = triggers.drift_reason(snapshot_id)
-    if reason:
-        log.warning("retraining triggered: %s", reason)
-    return reason
-
-
-def retrain_on_accuracy_drop() -> str | None:
-    """Why the recent online accuracy calls for retraining (jobs/train/triggers.py), or None."""
-    from jobs.train import triggers
-
-    reason = triggers.accuracy_drop_reason()
-    if reason:
-        log.warning("retraining triggered: %s", reason)
-    return reason
+    span = evaluate.run(hours, window_minutes, database_url, predictions_hours)
+    monitoring.report_online(database_url)
+    # Hourly, so the model's age survives a Pushgateway restart and follows a rollback.
+    monitoring.report_model(database_url)
+    return span
 
 
 # ------------------------------------------------------------------ command line
