@@ -33,6 +33,9 @@ BASELINE = "popularity"
 DEFAULT_FAMILIES = ("item_knn", "svd_surprise", "hybrid")
 SCORES_FILE = "gate_scores.json"
 DECISION_FILE = "gate_decision.json"
+# Airflow assets (names) whose events schedule train_and_publish besides its timetable.
+DRIFT_ASSET = "movielog_drift"
+ACCURACY_DROP_ASSET = "online_accuracy_drop"
 
 
 def run_dir(dataset_path: str | Path) -> Path:
@@ -413,6 +416,27 @@ def evaluate_online(
     # Hourly, so the model's age survives a Pushgateway restart and follows a rollback.
     monitoring.report_model(database_url)
     return span
+
+
+# ------------------------------------------------------------------ retraining triggers
+def retrain_on_drift(snapshot_id: str | None) -> str | None:
+    """Why the accepted snapshot calls for retraining (jobs/train/triggers.py), or None."""
+    from jobs.train import triggers
+
+    reason = triggers.drift_reason(snapshot_id)
+    if reason:
+        log.warning("retraining triggered: %s", reason)
+    return reason
+
+
+def retrain_on_accuracy_drop() -> str | None:
+    """Why the recent online accuracy calls for retraining (jobs/train/triggers.py), or None."""
+    from jobs.train import triggers
+
+    reason = triggers.accuracy_drop_reason()
+    if reason:
+        log.warning("retraining triggered: %s", reason)
+    return reason
 
 
 # ------------------------------------------------------------------ command line
