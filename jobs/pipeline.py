@@ -439,6 +439,15 @@ def retrain_on_accuracy_drop() -> str | None:
     return reason
 
 
+def experiment_report(name: str, window_minutes: int = 60, database_url: str | None = None) -> str:
+    """Per-variant users, requests and online accuracy of experiment `name`, its tests and
+    verdict, written as report.html + report.json (jobs/online/experiment_report.py); the
+    report directory."""
+    from jobs.online import experiment_report as report
+
+    return report.run(name, window_minutes, database_url)
+
+
 # ------------------------------------------------------------------ command line
 def run_all(
     families: Sequence[str] = DEFAULT_FAMILIES,

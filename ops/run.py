@@ -114,9 +114,19 @@ def topic_is_empty(cfg: settings_mod.Settings) -> bool:
         consumer.close()
 
 
-def start(scale: str, days: int, rate: int, skip_pipeline: bool) -> int:
+def backfill(scale: str, days: int) -> None:
+    """Simulate `days` days up to today into the topic (the simulator prints its progress)."""
     import subprocess
 
+    argv = [sys.executable, "-m", "simulator", "backfill", "--scale", scale, "--days", str(days)]
+    done = subprocess.run(  # noqa: S603 - this interpreter, the simulator's own argv
+        argv, check=False, env={**os.environ, **services.runtime_env()}
+    )
+    if done.returncode != 0:  # its own output (progress, then the error) is printed above
+        raise services.ServiceError(f"simulated backfill exited {done.returncode} (above)")
+
+
+def start(scale: str, days: int, rate: int, skip_pipeline: bool) -> int:
     from ops import pipeline
 
     cfg = settings_mod.load()
@@ -125,14 +135,7 @@ def start(scale: str, days: int, rate: int, skip_pipeline: bool) -> int:
     print(f"metadata   {cfg.metadata_api_url} (log: {metadata.log})", flush=True)
     if topic_is_empty(cfg):
         print(f"backfilling {days} simulated days at scale {scale} into {cfg.kafka_topic} …")
-        backfill = [sys.executable, "-m", "simulator", "backfill", "--scale", scale]
-        done = subprocess.run(  # noqa: S603 - this interpreter, the simulator's own argv
-            [*backfill, "--days", str(days)],
-            check=False,
-            env={**os.environ, **services.runtime_env()},
-        )
-        if done.returncode != 0:  # its own output (progress, then the error) is printed above
-            raise services.ServiceError(f"simulated backfill exited {done.returncode} (above)")
+        backfill(scale, days)
     if not skip_pipeline and pipeline.run() != 0:
         return 1
     serving.start()
