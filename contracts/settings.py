@@ -273,3 +273,40 @@ def prediction_log_max_sealed() -> int:
     oldest is deleted and its records counted as discarded (PREDICTION_LOG_MAX_SEALED, default
     40: 2 GB of 50 MB files, many hours of traffic between hourly ingests)."""
     return _env_int("PREDICTION_LOG_MAX_SEALED", 40)
+
+
+# The monitoring stack (ops/monitoring.py): time-compressed runs and tests shorten these.
+def prometheus_scrape_interval_s() -> float:
+    """Seconds between Prometheus scrapes (PROMETHEUS_SCRAPE_INTERVAL_S, default 15)."""
+    return env_number("PROMETHEUS_SCRAPE_INTERVAL_S", 15)
+
+
+def prometheus_evaluation_interval_s() -> float:
+    """Seconds between evaluations of the alert rules (PROMETHEUS_EVALUATION_INTERVAL_S,
+    default 15)."""
+    return env_number("PROMETHEUS_EVALUATION_INTERVAL_S", 15)
+
+
+def prometheus_extra_rules() -> Path | None:
+    """A directory whose *.yml rule files Prometheus loads besides ops/prometheus/alerts-*.yml
+    (PROMETHEUS_EXTRA_RULES, default none; tests put rules of their own there)."""
+    raw = os.environ.get("PROMETHEUS_EXTRA_RULES")
+    return Path(raw) if raw else None
+
+
+def alertmanager_group_wait_s() -> float:
+    """Seconds Alertmanager waits before the first notification of a new alert
+    (ALERTMANAGER_GROUP_WAIT_S, default 10)."""
+    return env_number("ALERTMANAGER_GROUP_WAIT_S", 10)
+
+
+def alertmanager_group_interval_s() -> float:
+    """Seconds between notifications about changes to an alert, its resolution included
+    (ALERTMANAGER_GROUP_INTERVAL_S, default 30)."""
+    return env_number("ALERTMANAGER_GROUP_INTERVAL_S", 30)
+
+
+def alertmanager_repeat_interval_s() -> float:
+    """Seconds before an alert still firing is delivered again (ALERTMANAGER_REPEAT_INTERVAL_S,
+    default 4 h)."""
+    return env_number("ALERTMANAGER_REPEAT_INTERVAL_S", 4 * 3600)

@@ -37,22 +37,31 @@ from contracts import settings as settings_mod
 from contracts.kafka import create_topic
 from ops import supervise, supervision_health
 
-ALL = ("postgres", "kafka", "airflow")
-APPS = ("metadata-api", "serving", "traffic")  # the programs `make run` adds (ops/run.py)
+ALL = ("postgres", "kafka", "airflow", "monitoring")
+APPS = (
+    "metadata-api",
+    "serving",
+    "traffic",
+    "reports",
+)  # the programs `make run` adds (ops/run.py)
 AIRFLOW_PROGRAMS = (
     "airflow-apiserver",
     "airflow-scheduler",
     "airflow-dag-processor",
     "airflow-triggerer",
 )
+# ops/monitoring.py: Prometheus, the Pushgateway, Alertmanager and the webhook receiver
+MONITORING_PROGRAMS = ("prometheus", "pushgateway", "alertmanager", "alert-receiver")
 # status rows: a service and the supervised programs it is made of
 PROGRAMS = {
     "postgres": ("postgres",),
     "kafka": ("kafka",),
     "airflow": AIRFLOW_PROGRAMS,
+    "monitoring": MONITORING_PROGRAMS,
     "serving": ("serving",),
     "metadata": ("metadata-api",),
     "traffic": ("traffic",),
+    "reports": ("reports",),
 }
 PG_BIN = settings_mod.pg_bin()
 REPO = settings_mod.REPO_ROOT
@@ -847,9 +856,32 @@ def stop_airflow(quiet: bool = False) -> bool:
     return bool(stopped)
 
 
+# ---------------------------------------------------------------------------- monitoring
+def start_monitoring(quiet: bool = False) -> bool:
+    from ops import monitoring  # it builds on this module's helpers: imported when used
+
+    return monitoring.start(quiet=quiet)
+
+
+def stop_monitoring(quiet: bool = False) -> bool:
+    from ops import monitoring
+
+    return monitoring.stop(quiet=quiet)
+
+
 # ---------------------------------------------------------------------------- commands
-STARTERS = {"postgres": start_postgres, "kafka": start_kafka, "airflow": start_airflow}
-STOPPERS = {"postgres": stop_postgres, "kafka": stop_kafka, "airflow": stop_airflow}
+STARTERS = {
+    "postgres": start_postgres,
+    "kafka": start_kafka,
+    "airflow": start_airflow,
+    "monitoring": start_monitoring,
+}
+STOPPERS = {
+    "postgres": stop_postgres,
+    "kafka": stop_kafka,
+    "airflow": stop_airflow,
+    "monitoring": stop_monitoring,
+}
 
 
 RESERVED_PORTS = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
@@ -929,6 +961,7 @@ def _addresses() -> dict[str, str]:
         "postgres": f"127.0.0.1:{_url_parts(cfg.database_url)[3]}",
         "kafka": f"{host}:{kport}",
         "airflow": f"http://127.0.0.1:{cfg.airflow_port}",
+        "monitoring": cfg.prometheus_url,
         "serving": f"http://127.0.0.1:{cfg.serving_port}",
         "metadata": cfg.metadata_api_url,
         "traffic": "simulator live loop",
@@ -938,7 +971,7 @@ def _addresses() -> dict[str, str]:
 def status_programs() -> list[str]:
     """The programs `status` judges: the services', plus any app `make run` added."""
     extra = [name for name in APPS if supervise.alive() and supervise.known(name)]
-    return [*PROGRAMS["postgres"], *PROGRAMS["kafka"], *PROGRAMS["airflow"], *extra]
+    return [*(name for service in ALL for name in PROGRAMS[service]), *extra]
 
 
 def health() -> list[supervision_health.Health]:
@@ -993,18 +1026,35 @@ def status_command(prom: str | None, every: float | None = None) -> int:
     --prom also write the Prometheus textfile; with --every keep exporting, logging changes."""
     path = Path(prom) if prom else metrics_file()
     last: set[str] | None = None
+    pushed: bool | None = None
     while True:
         verdicts = health()
         if prom is not None:
             supervision_health.write_prometheus(verdicts, path, time.time())
         if every is None:
             return print_status(status(verdicts))
+        if prom is not None:  # the exporter: Prometheus reads the verdicts on the Pushgateway
+            pushed = _push_health(verdicts, pushed)
         bad = {f"{v.service}: {v.detail}" for v in verdicts if not v.healthy}
         if bad != last:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             print(f"{stamp} unhealthy: {sorted(bad) or 'none'}", flush=True)
             last = bad
         time.sleep(every)
+
+
+def _push_health(verdicts: list[supervision_health.Health], pushed_before: bool | None) -> bool:
+    """Push the verdicts to the Pushgateway; log when pushing starts or stops working."""
+    url = _cfg().pushgateway_url
+    try:
+        supervision_health.push_prometheus(verdicts, url, time.time())
+        ok, why = True, ""
+    except OSError as exc:  # the Pushgateway is down or starting: the textfile still has them
+        ok, why = False, f": {exc}"
+    if ok != pushed_before:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        print(f"{stamp} push to {url} {'ok' if ok else 'failed'}{why}", flush=True)
+    return ok
 
 
 def reset(quiet: bool = False) -> None:
@@ -1021,24 +1071,63 @@ def reset(quiet: bool = False) -> None:
     _say(f"removed {var}", quiet)
 
 
-def ensure_promtool() -> None:
-    """`promtool` (Debian package prometheus, as root) for the alert rules' unit tests."""
-    if shutil.which("promtool"):
+# Debian package of each executable the monitoring stack and the rule tests run
+MONITORING_TOOLS = {
+    "prometheus": "prometheus",
+    "promtool": "prometheus",
+    "prometheus-pushgateway": "prometheus-pushgateway",
+    "prometheus-alertmanager": "prometheus-alertmanager",
+    "amtool": "prometheus-alertmanager",
+}
+
+
+def ensure_monitoring_tools() -> None:
+    """Prometheus (with promtool), the Pushgateway and Alertmanager (with amtool) from Debian,
+    as root, where any of them is missing."""
+    missing = sorted({pkg for exe, pkg in MONITORING_TOOLS.items() if not shutil.which(exe)})
+    if not missing:
         return
     if os.geteuid() != 0:
-        raise ServiceError("promtool is missing; install the Debian package prometheus")
-    print("installing promtool (Debian package prometheus, apt-get) …", flush=True)
+        raise ServiceError(f"monitoring tools missing; install Debian's {' '.join(missing)}")
+    print(f"installing {' '.join(missing)} (Debian, apt-get) …", flush=True)
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     run_tool(["apt-get", "update", "-q"], env=env)
-    run_tool(["apt-get", "install", "-y", "-q", "--no-install-recommends", "prometheus"], env=env)
+    run_tool(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], env=env)
+
+
+def ensure_chromium() -> None:
+    """Headless `chromium` (Debian package, as root) for the reports site's browser test."""
+    if shutil.which("chromium"):
+        return
+    if os.geteuid() != 0:
+        raise ServiceError("chromium is missing; install the Debian package chromium")
+    print("installing chromium (Debian package, apt-get) …", flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    run_tool(["apt-get", "update", "-q"], env=env)
+    run_tool(["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"], env=env)
+
+
+def fetch_web_assets() -> None:
+    """The Data Docs' CSS/JS from the npm registry into .cache/web-assets (ops/web_assets.py)."""
+    from ops import web_assets
+
+    try:
+        web_assets.fetch()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise ServiceError(f"npm could not fetch the Data Docs assets: {exc}") from exc
 
 
 def fetch_downloads() -> None:
     """What `make setup` installs besides the venv: the Kafka jars, the PostgreSQL server and
-    promtool (as root; elsewhere a missing one is named, and the services or tests that need
-    it fail with the same message)."""
+    the monitoring tools (as root; elsewhere a missing one is named, and the services or tests
+    that need it fail with the same message)."""
     fetch_kafka_jars()
-    for ensure in (ensure_postgres_binaries, ensure_promtool):
+    for ensure in (
+        ensure_postgres_binaries,
+        ensure_monitoring_tools,
+        ensure_chromium,
+        fetch_web_assets,
+    ):
         try:
             ensure()
         except ServiceError as exc:

@@ -7,7 +7,9 @@ heartbeats in that same document, the serving tier `/readyz`, the metadata API `
 the simulator's live loop has no endpoint and is judged by its process. Unhealthy rows say
 why and since when (the process's exit time, the last heartbeat, or the first `status` that
 saw the failure, remembered in .var/run/health.json). `prometheus_text` exports the same rows
-for a textfile collector (ops/prometheus/alerts-services.yml alerts on them).
+for a textfile collector and `push_prometheus` to the Pushgateway, where the local Prometheus
+scrapes them (ops/prometheus/alerts-services.yml alerts on them). The monitoring programs are
+judged by `/-/ready` (Prometheus, Pushgateway, Alertmanager) and `/healthz` (alert receiver).
 """
 
 from __future__ import annotations
@@ -124,7 +126,7 @@ def _airflow_verdicts(port: int) -> dict[str, Health]:
 
 def signals() -> dict[str, Callable[[], Health]]:
     """Each supervised program's own health probe (Airflow's are fetched once, lazily)."""
-    from ops import services
+    from ops import monitoring, services
 
     cfg = settings_mod.load()
     cluster = services.platform_postgres()
@@ -152,7 +154,15 @@ def signals() -> dict[str, Callable[[], Health]]:
             lambda: _http_ok(f"{cfg.metadata_api_url}/healthz"), "metadata-api", "GET /healthz"
         ),
         "traffic": lambda: Health("traffic", True),
+        **{
+            name: _url_probe(name, url)  # /-/ready of the three tools, the receiver's /healthz
+            for name, url in monitoring.ready_urls().items()
+        },
     }
+
+
+def _url_probe(name: str, url: str) -> Callable[[], Health]:
+    return lambda: _probe(lambda: _http_ok(url), name, f"GET {url}")
 
 
 # ---------------------------------------------------------------------------- verdicts
@@ -218,6 +228,19 @@ def prometheus_text(verdicts: list[Health], now: float) -> str:
         f"recs_service_health_checked_seconds {round(now, 3)}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def push_prometheus(verdicts: list[Health], pushgateway_url: str, now: float) -> None:
+    """Replace the health group (job `recs_services`) on the Pushgateway with these verdicts,
+    so Prometheus scrapes them there (raises OSError when the Pushgateway does not answer)."""
+    request = urllib.request.Request(  # noqa: S310 - the Pushgateway URL from settings
+        f"{pushgateway_url}/metrics/job/recs_services",
+        data=prometheus_text(verdicts, now).encode(),
+        method="PUT",
+        headers={"Content-Type": "text/plain; version=0.0.4"},
+    )
+    with urllib.request.urlopen(request, timeout=5):  # noqa: S310
+        pass
 
 
 def write_prometheus(verdicts: list[Health], path: Path, now: float) -> None:

@@ -32,6 +32,10 @@ KNOBS = (
     "AIRFLOW_PORT",
     "SERVING_PORT",
     "METADATA_API_URL",
+    "PROMETHEUS_PORT",
+    "PUSHGATEWAY_PORT",
+    "ALERTMANAGER_PORT",
+    "ALERT_RECEIVER_PORT",
 )
 
 
@@ -68,6 +72,16 @@ def stack():
         "AIRFLOW_PORT": str(airflow),
         "SERVING_PORT": str(spare_port(28300)),
         "METADATA_API_URL": f"http://127.0.0.1:{spare_port(28400)}",
+        # the monitoring stack of the second platform (ops/monitoring.py)
+        **{
+            name: str(spare_port(start))
+            for name, start in (
+                ("PROMETHEUS_PORT", 28500),
+                ("PUSHGATEWAY_PORT", 28600),
+                ("ALERTMANAGER_PORT", 28700),
+                ("ALERT_RECEIVER_PORT", 28800),
+            )
+        },
     }
     env = {k: v for k, v in os.environ.items() if k not in KNOBS} | knobs
     with pytest.MonkeyPatch.context() as patch:
