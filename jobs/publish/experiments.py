@@ -1,8 +1,15 @@
-"""A/B experiment admin: start, stop and show the experiment the serving tier routes by.
+"""A/B experiment admin: start, stop, show and status of the experiment the serving tier routes by.
 
 `python -m jobs.publish.experiments start --name NAME --variant a=RECO_VERSION:0.5 \
---variant b=…:0.5`
-`python -m jobs.publish.experiments stop [--name NAME]` · `python -m jobs.publish.experiments show`
+--variant b=…:0.5 [--baseline-rate 0.3 --min-effect 0.02 --alpha 0.05 --power 0.8]`
+`python -m jobs.publish.experiments stop [--name NAME]` · `… show` · `… status [--name NAME]`
+
+Start is refused unless the name is new, the shares sum to 1 and every version is audited or
+published (`publish.ATTACHED`: loaded, checked and attached, so the server can read it). It
+records the plan: the users each arm needs for a two-sided two-proportion z-test of the user
+hit rate, every variant against the first (the control), sized from the baseline rate, the
+minimum effect of interest, α and power (jobs/online/experiment_analysis.py). `status` shows
+the users each arm has reached against that plan.
 
 Servers pick a change up within seconds (their pointer refresh). A user's variant is a stable
 hash of (salt, user id) over the variants' shares, so it is the same in every process.
@@ -19,10 +26,14 @@ from dataclasses import dataclass
 import psycopg2
 
 from contracts.db import connect
+from jobs.online.experiment_analysis import Plan, sample_size
 from jobs.publish.publish import ATTACHED, check_version, query
 
 _VARIANT = re.compile(r"([A-Za-z0-9_-]{1,32})=([^:]+):([0-9.]+)", re.ASCII)
 SHARE_TOLERANCE = 1e-6
+# Used when `start` is given no plan: a 2-point lift on a 30 % user hit rate (docs/experiments.md
+# says where to take a real baseline from: the control's rate in the last report).
+DEFAULT_PLAN = Plan(baseline_rate=0.3, min_effect=0.02)
 
 
 class ExperimentError(RuntimeError):
@@ -62,15 +73,32 @@ def validate(variants: list[VariantSpec]) -> None:
         raise ValueError(f"variant shares sum to {total:g}, not 1")
 
 
+def planned_users(variants: list[VariantSpec], plan: Plan) -> dict[str, int]:
+    """Users each arm needs: every other variant against the first (the control), at the
+    shares' ratio; the control needs the most any comparison asks of it (0: no comparison)."""
+    control, *others = variants
+    planned = {control.variant: 0}
+    for v in others:
+        if v.share == 0 or control.share == 0:
+            planned[v.variant] = 0
+            continue
+        n_control, n_variant = sample_size(plan, ratio=v.share / control.share)
+        planned[v.variant] = n_variant
+        planned[control.variant] = max(planned[control.variant], n_control)
+    return planned
+
+
 def start(
     name: str,
     variants: list[VariantSpec],
     salt: str | None = None,
     url: str | None = None,
     replace: bool = False,
+    plan: Plan = DEFAULT_PLAN,
 ) -> str:
-    """Create and activate experiment `name` (one transaction); return its salt."""
+    """Create and activate experiment `name` with its plan (one transaction); return its salt."""
     validate(variants)
+    planned = planned_users(variants, plan)
     salt = salt or secrets.token_hex(8)
     conn = connect(url)
     try:
@@ -97,10 +125,22 @@ def start(
                 query("experiments", "insert_variant"),
                 [(name, v.variant, v.reco_version, v.share) for v in variants],
             )
+            _record_plan(cur, name, variants[0].variant, plan, planned)
         conn.commit()
     finally:
         conn.close()
     return salt
+
+
+def _record_plan(cur, name: str, control: str, plan: Plan, planned: dict[str, int]) -> None:
+    cur.execute(
+        query("experiments", "record_plan"),
+        (control, plan.baseline_rate, plan.min_effect, plan.alpha, plan.power, name),
+    )
+    cur.executemany(
+        query("experiments", "record_planned_users"),
+        [(users, name, variant) for variant, users in planned.items()],
+    )
 
 
 def stop(name: str | None = None, url: str | None = None) -> str | None:
@@ -144,6 +184,76 @@ def show(url: str | None = None) -> list[dict]:
     return list(out.values())
 
 
+def describe(name: str | None = None, url: str | None = None) -> dict | None:
+    """Experiment `name` (default: the active one) with its plan and variants; None if absent."""
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query("experiments", "one"), (name, name))
+            rows = cur.fetchall()
+        conn.rollback()
+    finally:
+        conn.close()
+    if not rows:
+        return None
+    exp_id, active, salt, started, ended, control, base, effect, alpha, power_ = rows[0][:10]
+    plan = Plan(base, effect, alpha, power_) if base is not None else None
+    return {
+        "experiment_id": exp_id,
+        "active": active,
+        "salt": salt,
+        "started_at": started,
+        "ended_at": ended,
+        "control": control or rows[0][10],
+        "plan": plan,
+        "variants": [VariantSpec(r[10], r[11], r[12]) for r in rows],
+        "planned_users": {r[10]: r[13] for r in rows if r[13] is not None},
+    }
+
+
+def status(name: str | None = None, url: str | None = None) -> dict | None:
+    """`describe` plus, per variant, the users the prediction log has served so far."""
+    from jobs.online.experiment_outcomes import users_so_far
+
+    exp = describe(name, url)
+    if exp is None:
+        return None
+    served = users_so_far(exp)
+    exp["progress"] = {
+        v.variant: {
+            "users": served.get(v.variant, 0),
+            "planned_users": exp["planned_users"].get(v.variant),
+            "share_of_plan": served.get(v.variant, 0) / exp["planned_users"][v.variant]
+            if exp["planned_users"].get(v.variant)
+            else None,
+        }
+        for v in exp["variants"]
+    }
+    return exp
+
+
+def print_status(exp: dict) -> None:
+    """The plan and each arm's progress, as `status` prints them."""
+    flag = "ACTIVE" if exp["active"] else "ended"
+    started = f"{exp['started_at']:%F %T}"
+    print(f"{exp['experiment_id']} ({flag}, started {started}), control {exp['control']}")
+    plan = exp["plan"]
+    if plan:
+        print(
+            f"plan: baseline user hit rate {plan.baseline_rate:g}, minimum effect "
+            f"{plan.min_effect:+g}, alpha {plan.alpha:g}, power {plan.power:g}"
+        )
+    for v in exp["variants"]:
+        row = exp["progress"][v.variant]
+        done = (
+            f"{100 * row['share_of_plan']:.0f}%" if row["share_of_plan"] is not None else "no plan"
+        )
+        print(
+            f"  {v.variant:10} {v.reco_version:36} share {v.share:<5g} users {row['users']:>8} "
+            f"/ {row['planned_users'] or '-':>8}  {done}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.publish.experiments", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -152,18 +262,32 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--variant", action="append", default=[], metavar="NAME=VERSION:SHARE")
     st.add_argument("--salt", help="hash salt (default: random, stored with the experiment)")
     st.add_argument("--replace", action="store_true", help="stop the active experiment first")
+    st.add_argument("--baseline-rate", type=float, default=DEFAULT_PLAN.baseline_rate)
+    st.add_argument("--min-effect", type=float, default=DEFAULT_PLAN.min_effect)
+    st.add_argument("--alpha", type=float, default=DEFAULT_PLAN.alpha)
+    st.add_argument("--power", type=float, default=DEFAULT_PLAN.power)
     sp = sub.add_parser("stop", help="stop the active experiment")
     sp.add_argument("--name")
     sub.add_parser("show", help="list experiments")
+    ss = sub.add_parser("status", help="the plan and each arm's users so far")
+    ss.add_argument("--name", help="default: the active experiment")
     args = parser.parse_args(argv)
     try:
         if args.command == "start":
             variants = [parse_variant(v) for v in args.variant]
-            salt = start(args.name, variants, args.salt, replace=args.replace)
+            plan = Plan(args.baseline_rate, args.min_effect, args.alpha, args.power)
+            salt = start(args.name, variants, args.salt, replace=args.replace, plan=plan)
             print(f"started {args.name} (salt {salt})")
+            print_status(status(args.name))
         elif args.command == "stop":
             stopped = stop(args.name)
             print(f"stopped {stopped}" if stopped else "no active experiment")
+        elif args.command == "status":
+            exp = status(args.name)
+            if exp is None:
+                print("no such experiment" if args.name else "no active experiment")
+                return 1
+            print_status(exp)
         else:
             for exp in show():
                 flag = "ACTIVE" if exp["active"] else "ended "

@@ -41,3 +41,21 @@ FROM experiments AS e
 LEFT JOIN experiment_variants AS ev USING (experiment_id)
 ORDER BY e.started_at DESC, e.experiment_id, ev.variant
 LIMIT 200
+
+-- name: record_plan
+UPDATE experiments
+SET control = %s, baseline_rate = %s, min_effect = %s, alpha = %s, power = %s
+WHERE experiment_id = %s
+
+-- name: record_planned_users
+UPDATE experiment_variants SET planned_users = %s WHERE experiment_id = %s AND variant = %s
+
+-- name: one
+-- The named experiment, or the active one when no name is given, with its plan and variants.
+SELECT e.experiment_id, e.active, e.salt, e.started_at, e.ended_at, e.control,
+       e.baseline_rate, e.min_effect, e.alpha, e.power,
+       ev.variant, ev.reco_version, ev.share, ev.planned_users
+FROM experiments AS e
+JOIN experiment_variants AS ev USING (experiment_id)
+WHERE CASE WHEN %s::text IS NULL THEN e.active ELSE e.experiment_id = %s END
+ORDER BY ev.variant

@@ -8,7 +8,13 @@ from ops import services
 
 pytestmark = pytest.mark.dags
 
-EXPECTED_DAGS = {"movielog_ingest", "catalog_sync", "train_and_publish", "online_evaluation"}
+EXPECTED_DAGS = {
+    "movielog_ingest",
+    "catalog_sync",
+    "train_and_publish",
+    "online_evaluation",
+    "experiment_report",
+}
 
 
 @pytest.fixture(scope="module")
