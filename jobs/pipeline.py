@@ -383,7 +383,9 @@ def refresh_popularity(dataset_path: str, database_url: str | None = None) -> st
     model = families.create(row["family"], **row["hyperparameters"])
     model.fit(dataset.load_interactions(dataset_path))
     items = model.top(K)["movie_id"].astype(str).tolist()
-    version = publish.publish_popular(items, window_end, url=database_url)
+    version = publish.publish_popular(
+        items, window_end, url=database_url, baseline_version=baseline, dataset_path=dataset_path
+    )
     # Shipped beside the server too: its answer if it ever starts while the database is down.
     write_fallback(settings.load().popular_fallback_file, version, publish.encode_items(items))
     return version

@@ -523,8 +523,19 @@ def publish_popular(
     window_end: datetime,
     url: str | None = None,
     popular_version: str | None = None,
+    *,
+    baseline_version: str | None = None,
+    dataset_path: str | None = None,
 ) -> str:
-    """Store a popularity list (best first, at most K distinct ids) and serve it; its version."""
+    """Store a popularity list (best first, at most K distinct ids) and serve it; its version.
+
+    Its provenance goes in the same row: the evaluated popularity model whose configuration
+    made it, the dataset it was fitted on, this code's commit and library versions.
+    """
+    from psycopg2.extras import Json
+
+    from contracts import provenance
+
     ids = [str(x) for x in items]
     if not 1 <= len(ids) <= K or len(set(ids)) != len(ids):
         raise ValueError(f"a popularity list needs 1..{K} distinct ids, got {len(ids)}")
@@ -534,7 +545,18 @@ def publish_popular(
     try:
         with conn.cursor() as cur:
             current = _lock_pointer(cur)[1]
-            cur.execute(query("pointer", "store_popular"), (version, text, window_end))
+            cur.execute(
+                query("pointer", "store_popular"),
+                (
+                    version,
+                    text,
+                    window_end,
+                    baseline_version,
+                    None if dataset_path is None else str(dataset_path),
+                    provenance.git_commit(),
+                    Json(provenance.library_versions()),
+                ),
+            )
             if current != version:
                 cur.execute(query("pointer", "switch_popular"), (version,))
         conn.commit()

@@ -29,10 +29,14 @@ SET popular_version = previous_popular_version,
 WHERE id
 
 -- name: store_popular
-INSERT INTO popular_lists (popular_version, items, window_end)
-VALUES (%s, %s, %s)
+-- With its provenance: baseline model, dataset, code commit, library versions.
+INSERT INTO popular_lists (popular_version, items, window_end, baseline_version, dataset_path,
+                           git_commit, library_versions)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (popular_version) DO UPDATE
-SET items = EXCLUDED.items, window_end = EXCLUDED.window_end
+SET items = EXCLUDED.items, window_end = EXCLUDED.window_end,
+    baseline_version = EXCLUDED.baseline_version, dataset_path = EXCLUDED.dataset_path,
+    git_commit = EXCLUDED.git_commit, library_versions = EXCLUDED.library_versions
 
 -- name: switch_popular
 UPDATE serving_pointer

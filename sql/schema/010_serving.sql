@@ -29,6 +29,13 @@ CREATE TABLE IF NOT EXISTS popular_lists (
     window_end      timestamptz,              -- newest event time the list was computed from
     created_at      timestamptz NOT NULL DEFAULT now()
 );
+-- Where a popularity list came from (docs/provenance.md): the evaluated popularity model whose
+-- configuration was fitted on every interaction of `dataset_path`, and the publishing code.
+ALTER TABLE popular_lists
+    ADD COLUMN IF NOT EXISTS baseline_version text,  -- model_registry.model_version
+    ADD COLUMN IF NOT EXISTS dataset_path     text,
+    ADD COLUMN IF NOT EXISTS git_commit       text,
+    ADD COLUMN IF NOT EXISTS library_versions jsonb;
 
 -- The single row the server reads to know what is live. Publishing or rolling back is
 -- one UPDATE of this row; the previous values are kept for `make rollback`.
