@@ -76,7 +76,16 @@ def online_evaluation():
             raise AirflowSkipException("online accuracy is not significantly down")
         return reason
 
-    flag_accuracy_drop(evaluate(ingest_predictions()))
+    # all_done: a failed evaluation is news too; the page still shows freshness and alerts.
+    @task(trigger_rule="all_done")
+    def status_page(hours: str | None) -> str:
+        from jobs import pipeline
+
+        return pipeline.build_status_page()
+
+    hours = evaluate(ingest_predictions())
+    flag_accuracy_drop(hours)
+    status_page(hours)
 
 
 online_evaluation()

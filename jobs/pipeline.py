@@ -420,6 +420,14 @@ def evaluate_online(
     return span
 
 
+def build_status_page(database_url: str | None = None) -> str:
+    """Regenerate the status page (HTML + plots, jobs/online/status_page.py) in
+    settings.site_dir, which the reports site serves at /; the page's path."""
+    from jobs.online import status_page
+
+    return str(status_page.build(database_url=database_url))
+
+
 # ------------------------------------------------------------------ retraining triggers
 def retrain_on_drift(snapshot_id: str | None) -> str | None:
     """Why the accepted snapshot calls for retraining (jobs/train/triggers.py), or None."""

@@ -95,6 +95,11 @@ def apps(scale: str, rate: int) -> list[App]:
                 str(cfg.log_dir / "sim-ledger.jsonl"),
             ],
         ),
+        App(
+            "reports",
+            [py, "-m", "ops.reports_site", "--port", str(cfg.reports_port)],
+            ready_url=f"http://127.0.0.1:{cfg.reports_port}/healthz",
+        ),
     ]
 
 
@@ -130,9 +135,10 @@ def start(scale: str, days: int, rate: int, skip_pipeline: bool) -> int:
     from ops import pipeline
 
     cfg = settings_mod.load()
-    metadata, serving, traffic = apps(scale, rate)
+    metadata, serving, traffic, reports = apps(scale, rate)
     metadata.start()
     print(f"metadata   {cfg.metadata_api_url} (log: {metadata.log})", flush=True)
+    reports.start()  # before the pipeline: its Data Docs and reports show up as they are written
     if topic_is_empty(cfg):
         print(f"backfilling {days} simulated days at scale {scale} into {cfg.kafka_topic} …")
         backfill(scale, days)
@@ -152,8 +158,8 @@ def summary(cfg: settings_mod.Settings) -> None:
         f"  serving         curl -i http://127.0.0.1:{cfg.serving_port}/recommend/1\n"
         f"  metrics         http://127.0.0.1:{cfg.serving_port}/metrics\n"
         f"  metadata API    {cfg.metadata_api_url}/movie/<id>\n"
-        f"  Data Docs       file://{cfg.data_docs_dir}/index.html\n"
-        f"  model reports   {cfg.reports_dir}\n"
+        f"  status page     http://127.0.0.1:{cfg.reports_port}/  (Data Docs: /data-docs/, "
+        "model reports: /reports/)\n"
         f"  logs            {cfg.log_dir}\n"
         "Stop everything with `make stop`.",
         flush=True,

@@ -38,7 +38,7 @@ from contracts.kafka import create_topic
 from ops import supervise, supervision_health
 
 ALL = ("postgres", "kafka", "airflow", "monitoring")
-APPS = ("metadata-api", "serving", "traffic")  # the programs `make run` adds (ops/run.py)
+APPS = ("metadata-api", "serving", "traffic", "reports")  # what `make run` adds (ops/run.py)
 AIRFLOW_PROGRAMS = (
     "airflow-apiserver",
     "airflow-scheduler",
@@ -56,6 +56,7 @@ PROGRAMS = {
     "serving": ("serving",),
     "metadata": ("metadata-api",),
     "traffic": ("traffic",),
+    "reports": ("reports",),
 }
 PG_BIN = settings_mod.pg_bin()
 REPO = settings_mod.REPO_ROOT
@@ -1089,12 +1090,39 @@ def ensure_monitoring_tools() -> None:
     run_tool(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], env=env)
 
 
+def ensure_chromium() -> None:
+    """Headless `chromium` (Debian package, as root) for the reports site's browser test."""
+    if shutil.which("chromium"):
+        return
+    if os.geteuid() != 0:
+        raise ServiceError("chromium is missing; install the Debian package chromium")
+    print("installing chromium (Debian package, apt-get) …", flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    run_tool(["apt-get", "update", "-q"], env=env)
+    run_tool(["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"], env=env)
+
+
+def fetch_web_assets() -> None:
+    """The Data Docs' CSS/JS from the npm registry into .cache/web-assets (ops/web_assets.py)."""
+    from ops import web_assets
+
+    try:
+        web_assets.fetch()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise ServiceError(f"npm could not fetch the Data Docs assets: {exc}") from exc
+
+
 def fetch_downloads() -> None:
     """What `make setup` installs besides the venv: the Kafka jars, the PostgreSQL server and
     the monitoring tools (as root; elsewhere a missing one is named, and the services or tests
     that need it fail with the same message)."""
     fetch_kafka_jars()
-    for ensure in (ensure_postgres_binaries, ensure_monitoring_tools):
+    for ensure in (
+        ensure_postgres_binaries,
+        ensure_monitoring_tools,
+        ensure_chromium,
+        fetch_web_assets,
+    ):
         try:
             ensure()
         except ServiceError as exc:
