@@ -130,7 +130,7 @@ def plot_availability(hours: Sequence[dict[str, Any]], out: Path) -> None:
     fig, (top, bottom) = _figure(2, 2.6)
     x = [r["hour"] for r in hours]
     bands = [wilson(r["ok_requests"], r["requests"]) for r in hours]
-    top.fill_between(x, [b[0] for b in bands], [b[1] for b in bands], alpha=0.25, step="mid")
+    top.fill_between(x, [b[0] for b in bands], [b[1] for b in bands], alpha=0.25)
     top.plot(x, [r["availability"] for r in hours], marker=".", label="availability")
     top.set_ylabel("200 within deadline")
     top.set_title("Availability per event-time hour (95 % Wilson interval shaded)")
