@@ -81,7 +81,7 @@ def sample_size(plan: Plan, ratio: float = 1.0) -> tuple[int, int]:
 def power(p1: float, p2: float, n1: int, n2: int, alpha: float = ALPHA) -> float:
     """Power of the two-sided pooled two-proportion z-test for true rates p1, p2 (the inverse
     of `sample_size`: the same null and alternative standard errors)."""
-    if n1 <= 0 or n2 <= 0:
+    if n1 <= 0 or n2 <= 0 or not (0 <= p1 <= 1 and 0 <= p2 <= 1):
         return math.nan
     pbar = (n1 * p1 + n2 * p2) / (n1 + n2)
     se0 = math.sqrt(pbar * (1 - pbar) * (1 / n1 + 1 / n2))
@@ -243,7 +243,10 @@ def compare(
         "primary": primary,
         "online_accuracy": {**acc_boot, "method": "cluster bootstrap over users"},
         "achieved_power_observed_effect": power(p1, p2, n1, n2, alpha),
-        "power_for_min_effect": power(p1, p1 + plan.min_effect, n1, n2, alpha) if plan else None,
+        # the plan's effect from the observed control rate, kept inside 0..1
+        "power_for_min_effect": power(p1, min(max(p1 + plan.min_effect, 0.0), 1.0), n1, n2, alpha)
+        if plan
+        else None,
         "sequential": always_valid_p(control, treatment, abs(tau)),
     }
 
