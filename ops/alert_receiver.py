@@ -1,7 +1,8 @@
 """The local end of Alertmanager's webhook: every alert it delivers becomes one JSON line.
 
-`python -m ops.alert_receiver [--port N] [--log FILE]` (supervised as `alert-receiver` by
-ops/monitoring.py) listens on 127.0.0.1:ALERT_RECEIVER_PORT:
+`python -m ops.alert_receiver [--host H] [--port N] [--log FILE]` (supervised as
+`alert-receiver` by ops/monitoring.py; `compose:alert-receiver` in docker-compose.yml) listens
+on 127.0.0.1:ALERT_RECEIVER_PORT:
 
 - `POST /alerts` takes Alertmanager's webhook document (version 4) and appends one line per
   alert in it to `.var/log/alerts.jsonl` (`settings.alerts_log`): `received_at` (UTC, ISO
@@ -225,17 +226,18 @@ def make_server(port: int, log_path: Path, host: str = "127.0.0.1") -> Threading
 def main(argv: list[str] | None = None) -> int:
     cfg = settings_mod.load()
     parser = argparse.ArgumentParser(prog="python -m ops.alert_receiver", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 in a container")
     parser.add_argument("--port", type=int, default=cfg.alert_receiver_port)
     parser.add_argument(
         "--log", type=Path, default=cfg.alerts_log, help="the alerts JSON-lines file"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    server = make_server(args.port, args.log)
+    server = make_server(args.port, args.log, args.host)
     # supervisord stops it with SIGTERM: finish the requests in hand (server_close joins their
     # threads), so no line is cut short. shutdown() must run outside the serving thread.
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-    LOG.info("listening on 127.0.0.1:%d, writing %s", args.port, args.log)
+    LOG.info("listening on %s:%d, writing %s", args.host, args.port, args.log)
     try:
         server.serve_forever()
     finally:

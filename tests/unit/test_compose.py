@@ -36,6 +36,9 @@ def test_services_the_readme_mentions_are_defined(compose):
         "spark-worker",
         "serving",
         "prometheus",
+        "pushgateway",
+        "alertmanager",
+        "alert-receiver",
         "grafana",
     ):
         assert role in compose["services"]
@@ -53,7 +56,10 @@ def test_variable_names_agree_with_settings(compose):
         "METADATA_API_URL",
     ):
         assert name in env and name in settings.DEFAULTS
-    assert set(env) <= set(settings.DEFAULTS)
+    # the *_URL overrides of the monitoring stack are read by Settings' properties
+    overrides = {"PROMETHEUS_URL", "PUSHGATEWAY_URL", "ALERTMANAGER_URL"}
+    assert set(env) <= set(settings.DEFAULTS) | overrides
+    assert env["PUSHGATEWAY_URL"] == "http://pushgateway:9091"  # the DAG tasks push there
 
 
 def _published_port(service: dict, container_port: int) -> int:
@@ -130,6 +136,10 @@ def test_every_service_restarts_and_has_a_health_check(compose):
         ("airflow-dag-processor", "DagProcessorJob"),
         ("airflow-triggerer", "TriggererJob"),
         ("serving", "/readyz"),
+        ("prometheus", "/-/ready"),
+        ("pushgateway", "/-/ready"),
+        ("alertmanager", "/-/ready"),
+        ("alert-receiver", "/healthz"),
     ],
 )
 def test_health_checks_read_the_signals_status_reads(compose, service, signal):
@@ -141,3 +151,96 @@ def test_dependents_wait_for_health_not_for_start(compose):
     for name in ("airflow-scheduler", "airflow-apiserver", "serving"):
         depends = compose["services"][name]["depends_on"]
         assert depends["postgres"]["condition"] == "service_healthy", name
+
+
+def _bind_mounts(service: dict) -> dict[str, str]:
+    """{container path: repository path} of a service's ./ bind mounts."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, target = str(volume).split(":")[:2]
+        if source.startswith("./"):
+            mounts[target] = source
+    return mounts
+
+
+def test_every_mounted_file_exists(compose):
+    missing = [
+        f"{name}: {source}"
+        for name, service in compose["services"].items()
+        for source in _bind_mounts(service).values()
+        if not (REPO / source).exists()
+    ]
+    assert missing == []
+
+
+def test_monitoring_images_ports_and_mounts(compose):
+    services = compose["services"]
+    defaults = settings.DEFAULTS
+    for name, image, port, setting in (
+        ("prometheus", "prom/prometheus:", 9090, "PROMETHEUS_PORT"),
+        ("pushgateway", "prom/pushgateway:", 9091, "PUSHGATEWAY_PORT"),
+        ("alertmanager", "prom/alertmanager:", 9093, "ALERTMANAGER_PORT"),
+    ):
+        assert services[name]["image"].startswith(image), name
+        assert _published_port(services[name], port) == int(defaults[setting]), name
+    assert _bind_mounts(services["prometheus"]) == {"/etc/prometheus": "./ops/prometheus"}
+    assert _bind_mounts(services["alertmanager"]) == {
+        "/etc/alertmanager/alertmanager.yml": "./ops/alertmanager/alertmanager.yml"
+    }
+    assert _bind_mounts(services["grafana"]) == {
+        "/etc/grafana/provisioning": "./ops/grafana/provisioning",
+        "/var/lib/grafana/dashboards": "./ops/grafana/dashboards",
+    }
+    assert "--persistence.file=/pushgateway/metrics.store" in services["pushgateway"]["command"]
+    assert "--cluster.listen-address=" in services["alertmanager"]["command"]
+    receiver = services["alert-receiver"]
+    assert receiver["image"] == services["serving"]["image"]
+    assert receiver["command"][:3] == ["python", "-m", "ops.alert_receiver"]
+    assert "9095" in receiver["command"]
+    assert "0.0.0.0" in receiver["command"]  # noqa: S104 - reachable from alertmanager
+    assert "lake:/var/lib/recs" in receiver["volumes"]  # alerts.jsonl beside the lake
+
+
+def test_compose_prometheus_scrapes_serving_and_the_pushgateway_and_alerts():
+    doc = yaml.safe_load((REPO / "ops" / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in doc["scrape_configs"]}
+    assert jobs["serving"]["static_configs"][0]["targets"] == ["serving:8082"]
+    assert jobs["pushgateway"]["static_configs"][0]["targets"] == ["pushgateway:9091"]
+    assert jobs["pushgateway"]["honor_labels"] is True
+    targets = doc["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert targets == ["alertmanager:9093"]
+    # the glob, resolved against the mounted directory, loads every rule file of the repo
+    assert doc["rule_files"] == ["alerts-*.yml"]
+    assert len(list((REPO / "ops" / "prometheus").glob("alerts-*.yml"))) >= 2
+
+
+def test_compose_alertmanager_routes_to_the_receiver_with_resolutions():
+    doc = yaml.safe_load((REPO / "ops" / "alertmanager" / "alertmanager.yml").read_text())
+    [receiver] = doc["receivers"]
+    assert doc["route"]["receiver"] == receiver["name"]
+    assert receiver["webhook_configs"] == [
+        {"url": "http://alert-receiver:9095/alerts", "send_resolved": True}
+    ]
+    assert int(settings.DEFAULTS["ALERT_RECEIVER_PORT"]) == 9095
+
+
+def test_grafana_provisions_the_prometheus_datasource_and_the_dashboards():
+    provisioning = REPO / "ops" / "grafana" / "provisioning"
+    [source] = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())[
+        "datasources"
+    ]
+    assert (source["type"], source["url"], source["uid"]) == (
+        "prometheus",
+        "http://prometheus:9090",
+        "prometheus",
+    )
+    [provider] = yaml.safe_load((provisioning / "dashboards" / "provider.yml").read_text())[
+        "providers"
+    ]
+    assert provider["type"] == "file"
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+    dashboards = list((REPO / "ops" / "grafana" / "dashboards").glob("*.json"))
+    assert dashboards, "no dashboard JSON to provision"
+    # every panel's datasource is the provisioned one
+    used = set(re.findall(r'"uid":\s*"([^"]+)"', "".join(p.read_text() for p in dashboards)))
+    assert source["uid"] in used
