@@ -226,3 +226,11 @@ def test_setup_names_missing_monitoring_packages_it_cannot_install(monkeypatch):
     monkeypatch.setattr(monitoring.shutil, "which", lambda exe: None)
     with pytest.raises(services.ServiceError, match="Debian package prometheus-pushgateway"):
         monitoring.tool("prometheus-pushgateway")
+
+
+def test_the_exporter_says_when_pushing_fails_and_when_it_works_again(env, capsys):
+    verdicts = [supervision_health.Health("prometheus", True)]
+    assert services._push_health(verdicts, None) is False  # nothing listens on 19091
+    assert "push to http://127.0.0.1:19091 failed" in capsys.readouterr().out
+    assert services._push_health(verdicts, False) is False
+    assert capsys.readouterr().out == ""  # said once, not every 30 s
