@@ -1009,7 +1009,7 @@ def print_status(rows: dict[str, dict]) -> int:
     for name, row in rows.items():
         state = "up  " if row["running"] else "down"
         restarts = f"restarts {row['restarts']:<3}" if "restarts" in row else " " * 12
-        print(f"{name:<9} {state} {row['address']:<28} {restarts} log: {row['log']}")
+        print(f"{name:<10} {state} {row['address']:<28} {restarts} log: {row['log']}")
     bad = [v for row in rows.values() for v in row.get("unhealthy", [])]
     for verdict in bad:
         print(f"unhealthy: {verdict.service}{_ago(verdict.since, now)}: {verdict.detail}")
