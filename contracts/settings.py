@@ -198,6 +198,13 @@ def supervisor_startretries() -> int:
     return _env_int("SUPERVISOR_STARTRETRIES", 30)
 
 
+def kafka_controller_port() -> int:
+    """The embedded broker's KRaft controller listener (KAFKA_CONTROLLER_PORT, default the
+    bootstrap port + 2 = 9094: the port above Kafka's, 9093, is Alertmanager's in DESIGN.md)."""
+    bootstrap_port = int(env("KAFKA_BOOTSTRAP_SERVERS").split(",")[0].rsplit(":", 1)[1])
+    return _env_int("KAFKA_CONTROLLER_PORT", bootstrap_port + 2)
+
+
 def kafka_heap_opts() -> str:
     """JVM heap options of the embedded Kafka broker (KAFKA_HEAP_OPTS)."""
     return os.environ.get("KAFKA_HEAP_OPTS") or "-Xms512m -Xmx1g"

@@ -63,7 +63,7 @@ def stack():
     """A second supervised platform; its settings also apply in this process meanwhile."""
     var = Path(tempfile.mkdtemp(prefix="recs-supervised-"))
     var.chmod(0o755)  # the postgres OS user keeps its cluster inside, as in a normal checkout
-    pg, kafka, airflow = spare_port(25600), spare_port(29200, span=1), spare_port(28200)
+    pg, kafka, airflow = spare_port(25600), spare_port(29200, span=2), spare_port(28200)
     knobs = {
         "RECS_VAR_DIR": str(var),
         "DATABASE_URL": f"postgresql://recs:recs@127.0.0.1:{pg}/recs",

@@ -40,6 +40,9 @@ def test_bad_number_is_a_clear_error(monkeypatch):
 def test_fixed_ports_are_the_ones_reserved_from_the_ephemeral_range(monkeypatch):
     from ops import services
 
-    for name in settings.DEFAULTS:
+    for name in (*settings.DEFAULTS, "KAFKA_CONTROLLER_PORT"):
         monkeypatch.delenv(name, raising=False)
-    assert services.fixed_ports() == [8080, 8082, 8090, 9092, 55432]
+    # DESIGN.md's ports, and Kafka's controller listener clear of Alertmanager's 9093
+    assert services.fixed_ports() == [
+        8080, 8082, 8090, 8091, 9090, 9091, 9092, 9093, 9094, 9095, 55432
+    ]  # fmt: skip
