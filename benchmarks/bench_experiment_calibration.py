@@ -17,8 +17,8 @@ import argparse
 import time
 from pathlib import Path
 
+from benchmarks.experiment_calibration import Calibration, calibrate
 from jobs.online.experiment_analysis import Plan
-from simulator.calibration import Calibration, calibrate
 from simulator.outcomes import UserPool
 from simulator.world import Scale, World
 

@@ -31,4 +31,9 @@ MODEL_VERSION_COL = "model_version"
 RECO_VERSION_COL = "reco_version"
 VARIANT_COL = "variant"
 SOURCE_COL = "source"
+# user-level experiment outcomes (jobs/online/experiment_analysis.py, simulator/outcomes.py)
+REQUESTS_COL = "requests"
+LISTS_COL = "lists"
+HITS_COL = "hits"
+FIRST_SEEN_COL = "first_seen"
 SERVED_LIST_COL = "items"  # the served ids, in order (publish.py names its own column)

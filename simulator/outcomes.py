@@ -24,7 +24,14 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-from contracts.names import USER_COL, VARIANT_COL
+from contracts.names import (
+    FIRST_SEEN_COL,
+    HITS_COL,
+    LISTS_COL,
+    REQUESTS_COL,
+    USER_COL,
+    VARIANT_COL,
+)
 from simulator.world import World
 
 SLOPE = 1.0  # spread of per-list hit propensity across users (logit units per sd of affinity)
@@ -80,13 +87,6 @@ class UserPool:
         self, arms: dict[str, tuple[int, float]], seed: int, days: float = 7.0
     ) -> pd.DataFrame:
         """An outcome table: per arm name, (users, logit shift); distinct users, random order."""
-        from jobs.online.experiment_analysis import (
-            FIRST_SEEN_COL,
-            HITS_COL,
-            LISTS_COL,
-            REQUESTS_COL,
-        )
-
         rng = np.random.default_rng(seed)
         total = sum(n for n, _ in arms.values())
         users = rng.choice(len(self.taste), size=total, replace=total > len(self.taste))

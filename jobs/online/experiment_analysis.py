@@ -32,12 +32,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from contracts.names import USER_COL, VARIANT_COL
+from contracts.names import (
+    FIRST_SEEN_COL,
+    HITS_COL,
+    LISTS_COL,
+    REQUESTS_COL,
+    USER_COL,
+    VARIANT_COL,
+)
 
-REQUESTS_COL = "requests"
-LISTS_COL = "lists"
-HITS_COL = "hits"
-FIRST_SEEN_COL = "first_seen"
 OUTCOME_COLUMNS = (USER_COL, VARIANT_COL, REQUESTS_COL, LISTS_COL, HITS_COL, FIRST_SEEN_COL)
 
 ALPHA = 0.05

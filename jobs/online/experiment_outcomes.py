@@ -20,14 +20,19 @@ from typing import Any
 
 import pandas as pd
 
-from contracts.names import ITEM_COL, SERVED_LIST_COL, SOURCE_COL, TIME_COL, USER_COL, VARIANT_COL
-from jobs.online.experiment_analysis import (
+from contracts.names import (
     FIRST_SEEN_COL,
     HITS_COL,
+    ITEM_COL,
     LISTS_COL,
-    OUTCOME_COLUMNS,
     REQUESTS_COL,
+    SERVED_LIST_COL,
+    SOURCE_COL,
+    TIME_COL,
+    USER_COL,
+    VARIANT_COL,
 )
+from jobs.online.experiment_analysis import OUTCOME_COLUMNS
 
 
 def _names(exp: dict[str, Any]) -> list[str]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
+from benchmarks.experiment_calibration import calibrate
 from jobs.online.experiment_analysis import Plan, sample_size
-from simulator.calibration import calibrate
 from simulator.outcomes import UserPool
 from simulator.world import Scale, World
 

@@ -1,4 +1,5 @@
-"""Calibration of the experiment analysis on simulated outcome logs (simulator/outcomes.py).
+"""Calibration of the experiment analysis on simulated outcome logs (simulator/outcomes.py); a
+harness for the benchmark and its fast test (the simulator itself never imports jobs/).
 
 Each run draws one experiment with its own seed at the planned sample size and passes it to
 `jobs.online.experiment_analysis.analyse`, the function the report calls, and keeps the
