@@ -282,6 +282,13 @@ def prediction_log_max_sealed() -> int:
     return _env_int("PREDICTION_LOG_MAX_SEALED", 40)
 
 
+def prediction_log_seal_age_s() -> float:
+    """Seconds after its first record that a serving process seals its prediction-log file even
+    when it is small (PREDICTION_LOG_SEAL_AGE_S, default 300): hourly online evaluation then
+    sees every answer older than 5 minutes; time-compressed runs use a few seconds."""
+    return env_number("PREDICTION_LOG_SEAL_AGE_S", 300)
+
+
 # The monitoring stack (ops/monitoring.py): time-compressed runs and tests shorten these.
 def prometheus_scrape_interval_s() -> float:
     """Seconds between Prometheus scrapes (PROMETHEUS_SCRAPE_INTERVAL_S, default 15)."""

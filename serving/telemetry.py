@@ -126,6 +126,7 @@ class PredictionLog:
         max_sealed: int | None = None,
         flush_interval_s: float = 0.05,
         max_queued: int = LOG_QUEUE_RECORDS,
+        max_age_s: float | None = None,
     ) -> None:
         self.path = Path(log_dir) / names.PREDICTION_LOG_ACTIVE.format(pid=os.getpid())
         self.max_bytes = max_bytes
@@ -133,6 +134,10 @@ class PredictionLog:
             settings_mod.prediction_log_max_sealed() if max_sealed is None else max_sealed
         )
         self.flush_interval_s = flush_interval_s
+        self.max_age_s = (
+            settings_mod.prediction_log_seal_age_s() if max_age_s is None else max_age_s
+        )
+        self._first_write: float | None = None  # monotonic time of the active file's 1st record
         self._queue: queue.Queue = queue.Queue(maxsize=max_queued)
         self._thread: threading.Thread | None = None
         self._file = None
@@ -179,7 +184,11 @@ class PredictionLog:
 
     def _run(self) -> None:
         while True:
-            batch = [self._queue.get()]
+            try:
+                batch = [self._queue.get(timeout=self._until_too_old())]
+            except queue.Empty:  # idle: a file with records is still sealed when it is due
+                self._seal_if_old()
+                continue
             if batch[0] is not _STOP:
                 time.sleep(self.flush_interval_s)  # let a batch build up: one write per wake
             with contextlib.suppress(queue.Empty):
@@ -188,6 +197,22 @@ class PredictionLog:
             self._write_batch([item for item in batch if item is not _STOP])
             if any(item is _STOP for item in batch):
                 return
+            self._seal_if_old()
+
+    def _until_too_old(self) -> float:
+        """Seconds until the active file is due for sealing by age (max_age_s when empty)."""
+        if self._first_write is None:
+            return self.max_age_s
+        return max(0.01, self._first_write + self.max_age_s - time.monotonic())
+
+    def _seal_if_old(self) -> None:
+        """Seal the active file once its first record is max_age_s old, so that ingestion
+        sees quiet hours' answers without waiting for the file to fill."""
+        if self._first_write is not None and time.monotonic() - self._first_write >= self.max_age_s:
+            try:
+                self._seal()
+            except Exception:  # noqa: BLE001 - the writer must go on whatever sealing hit
+                self._error("rotate", "sealing %s by age failed", self.path)
 
     def _write_batch(self, batch: list) -> None:
         """Encode and write one batch; any error is logged and counted, never raised."""
@@ -221,6 +246,8 @@ class PredictionLog:
                 self._reopen()
             self._file.write(b"".join(chunk))
             self._file.flush()
+            if self._first_write is None:
+                self._first_write = time.monotonic()
             self._size += size
 
     def _sealed_name(self) -> Path:
@@ -237,9 +264,11 @@ class PredictionLog:
         except OSError:
             self._error("rotate", "sealing %s failed; appending to it", self.path)
             self._size = 0  # try again after another max_bytes, not on every line
+            self._first_write = None  # ... or another max_age_s
             return
         self._file.close()
         self._file = None
+        self._first_write = None
         self._bound_sealed()
         if reopen:
             self._reopen()

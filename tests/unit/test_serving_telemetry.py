@@ -6,11 +6,13 @@ import fcntl
 import json
 import os
 import re
+import time
 
 import pytest
 
 from contracts import names
 from serving.telemetry import PredictionLog
+from tests.support.harness import wait_for
 
 
 def _records(paths) -> list[dict]:
@@ -115,8 +117,6 @@ def _lines(log: PredictionLog) -> list[dict]:
 def test_a_failed_sealing_keeps_appending_and_the_writer_keeps_going(tmp_path, monkeypatch):
     from pathlib import Path
 
-    from tests.support.harness import wait_for
-
     errors_before = _counter("recs_prediction_log_errors_total", stage="rotate")
     real_replace = Path.replace
 
@@ -151,7 +151,6 @@ def test_a_failed_sealing_keeps_appending_and_the_writer_keeps_going(tmp_path, m
 
 
 def test_a_record_that_cannot_be_encoded_is_counted_and_the_next_is_written(tmp_path):
-    from tests.support.harness import wait_for
 
     before = _counter("recs_prediction_log_errors_total", stage="write")
     log = PredictionLog(tmp_path, flush_interval_s=0.0)
@@ -186,3 +185,19 @@ def test_a_full_queue_drops_and_counts_records_on_metrics(tmp_path):
     log.start()
     log.stop()
     assert [r["user_id"] for r in _records(_sealed(tmp_path))] == list(range(10))
+
+
+def test_a_quiet_file_is_sealed_by_age_and_an_empty_one_is_not(tmp_path):
+    log = PredictionLog(tmp_path, flush_interval_s=0.0, max_age_s=0.3)
+    log.start()
+    try:
+        time.sleep(0.6)  # longer than max_age_s with nothing written: nothing to seal
+        assert _sealed(tmp_path) == []
+        log.write({"request_id": "r1", "user_id": 1, "items": "1,2"})
+        wait_for(lambda: _sealed(tmp_path), 5, "the quiet file sealed by age")
+        assert [r["request_id"] for r in _records(_sealed(tmp_path))] == ["r1"]
+        log.write({"request_id": "r2", "user_id": 2, "items": "3"})
+        wait_for(lambda: len(_sealed(tmp_path)) == 2, 5, "the next file sealed by age too")
+    finally:
+        log.stop()
+    assert [r["request_id"] for r in _records(_sealed(tmp_path))] == ["r1", "r2"]
