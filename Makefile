@@ -19,7 +19,8 @@ SCALE ?= small
 DAYS ?= 14
 
 .PHONY: help setup lint format test test-unit bench run stop services-up services-down status \
-	reset replay import-ratings pipeline serve rollback clean simulate metadata-api
+	reset replay import-ratings pipeline serve rollback clean simulate metadata-api demo \
+	experiment-start experiment-stop experiment-status experiment-report
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -70,6 +71,9 @@ status: ## Health of each service from its own signal, restarts, logs; exits non
 run: services-up ## The whole system end to end on local services; leaves it running
 	@$(PY) -m ops.run --scale "$(SCALE)" --days "$(DAYS)"
 
+demo: services-up ## `make run` in compressed time: two automated retrain-and-publish cycles in about 15 minutes
+	@$(PY) -m ops.demo
+
 stop: ## Stop everything `make run` started
 	@test ! -x $(PY) || $(PY) -m ops.run --stop
 
@@ -99,6 +103,19 @@ serve: services-up ## The serving tier (gunicorn) on :8082, in the foreground
 
 rollback: services-up ## Switch serving back to the previously published version
 	$(PY) -m jobs.publish.publish rollback
+
+comma := ,
+experiment-start: services-up ## Start an A/B test: NAME=… VARIANTS=a=VERSION:0.5,b=VERSION:0.5 [BASELINE=0.3 MIN_EFFECT=0.02 ALPHA=0.05 POWER=0.8]
+	@$(PY) -m jobs.publish.experiments start --name "$(NAME)" $(foreach v,$(subst $(comma), ,$(VARIANTS)),--variant $(v)) --baseline-rate $(or $(BASELINE),0.3) --min-effect $(or $(MIN_EFFECT),0.02) --alpha $(or $(ALPHA),0.05) --power $(or $(POWER),0.8)
+
+experiment-stop: services-up ## Stop the active experiment [NAME=…]
+	@$(PY) -m jobs.publish.experiments stop $(if $(NAME),--name "$(NAME)")
+
+experiment-status: services-up ## The active experiment's plan and each arm's users so far [NAME=…]
+	@$(PY) -m jobs.publish.experiments status $(if $(NAME),--name "$(NAME)")
+
+experiment-report: services-up ## Analyse experiment NAME into .var/reports/experiments/NAME/ [WINDOW_MINUTES=60]
+	@$(PY) -m jobs.online.experiment_report --name "$(NAME)" --window-minutes $(or $(WINDOW_MINUTES),60)
 
 clean: ## Remove caches of tools (not .var/ or .cache/)
 	rm -rf .pytest_cache .ruff_cache htmlcov .coverage
