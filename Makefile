@@ -20,7 +20,7 @@ DAYS ?= 14
 
 .PHONY: help setup lint format test test-unit bench run stop services-up services-down status \
 	reset replay import-ratings pipeline serve rollback clean simulate metadata-api demo \
-	experiment-start experiment-stop experiment-status experiment-report
+	experiment-start experiment-stop experiment-status experiment-report provenance
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -116,6 +116,12 @@ experiment-status: services-up ## The active experiment's plan and each arm's us
 
 experiment-report: services-up ## Analyse experiment NAME into .var/reports/experiments/NAME/ [WINDOW_MINUTES=60]
 	@$(PY) -m jobs.online.experiment_report --name "$(NAME)" --window-minutes $(or $(WINDOW_MINUTES),60)
+
+provenance: setup ## Where a served answer came from: make provenance REQUEST=id | USER=id AT=time [JSON=1]
+	@if [ -n "$(REQUEST)" ]; then set -- --request "$(REQUEST)"; \
+	elif [ -n "$(AT)" ]; then set -- --user "$(USER)" --at "$(AT)"; \
+	else echo "usage: make provenance REQUEST=<id> | USER=<user id> AT=<ISO time> [JSON=1]"; exit 2; fi; \
+	$(PY) -m jobs.online.provenance "$$@" $(if $(JSON),--json)
 
 clean: ## Remove caches of tools (not .var/ or .cache/)
 	rm -rf .pytest_cache .ruff_cache htmlcov .coverage
