@@ -31,6 +31,10 @@ MODEL_VERSION_COL = "model_version"
 RECO_VERSION_COL = "reco_version"
 VARIANT_COL = "variant"
 SOURCE_COL = "source"
+# What the shadow version would have answered (absent or null when no shadow ran or its lookup
+# failed; shadow_items null alone: the shadow had no list for the user)
+SHADOW_VERSION_COL = "shadow_version"
+SHADOW_LIST_COL = "shadow_items"
 # user-level experiment outcomes (jobs/online/experiment_analysis.py, simulator/outcomes.py)
 REQUESTS_COL = "requests"
 LISTS_COL = "lists"

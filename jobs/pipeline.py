@@ -4,6 +4,8 @@ build_dataset -> train_candidates -> evaluate_candidates (+ report) -> gate -> r
 score -> publish_scores -> refresh_popularity. Select, then refit: candidates are chosen and
 gated on held-out data; what is scored and published is the gated configuration refitted on
 every interaction of the window (jobs.train.train.refit), linked to its evaluated twin.
+`stage_model` scores and stages (attaches, never serves) the lists of a model that an
+experiment arm or a shadow names.
 Every step runs without Airflow (`python -m jobs.pipeline all --families item_knn,hybrid`),
 is keyed on the data (dataset id, model version), never on the wall clock, and is safe to
 rerun.
@@ -325,34 +327,62 @@ def reco_version_for(model_version: str) -> str:
     return f"reco-{model_version}"
 
 
-def publish_scores(scored_path: str, model_version: str, database_url: str | None = None) -> str:
-    """COPY -> audit -> pointer switch, then mark the model production; the reco version."""
+def stage_scores(scored_path: str, model_version: str, database_url: str | None = None) -> str:
+    """COPY -> audit of a scored directory, attached but not served (what publish, an experiment
+    arm or a shadow reads); the reco version. A rerun finds it attached and checks its rows."""
     import pyarrow.parquet as pq
 
     from jobs.publish import publish
-    from jobs.train import registry
 
     reco_version = reco_version_for(model_version)
     state = {v["reco_version"]: v["status"] for v in publish.status(database_url)["versions"]}
     n_users = pq.ParquetDataset(scored_path).read(columns=["user_id"]).num_rows
     if state.get(reco_version) in publish.ATTACHED:
-        # A rerun: already loaded and audited; switch only if its rows are really there.
+        # A rerun: already loaded and audited; go on only if its rows are really there.
         served = publish.served_rows(reco_version, database_url)
         if served != n_users:
             raise RuntimeError(
                 f"{reco_version} is {state[reco_version]} but holds {served} of {n_users} rows; "
                 "retire it (python -m jobs.publish.publish retire) and rerun"
             )
-        publish.publish(reco_version, url=database_url)
     else:
         catalog = sorted(_catalog(model_version, database_url))
         publish.load_and_publish(
-            scored_path, reco_version, model_version, n_users, catalog, url=database_url
+            scored_path,
+            reco_version,
+            model_version,
+            n_users,
+            catalog,
+            publish_now=False,
+            url=database_url,
         )
+    log.info("staged %s (%d users) for %s", reco_version, n_users, model_version)
+    return reco_version
+
+
+def publish_scores(scored_path: str, model_version: str, database_url: str | None = None) -> str:
+    """COPY -> audit -> pointer switch, then mark the model production; the reco version."""
+    from jobs.publish import publish
+    from jobs.train import registry
+
+    reco_version = stage_scores(scored_path, model_version, database_url)
+    publish.publish(reco_version, url=database_url)
     registry.set_status(model_version, "production", f"published as {reco_version}", database_url)
     monitoring.report_model(database_url)
-    log.info("published %s (%d users) for %s", reco_version, n_users, model_version)
+    log.info("published %s for %s", reco_version, model_version)
     return reco_version
+
+
+def stage_model(model_version: str, database_url: str | None = None) -> str:
+    """Lists for a registered model that an experiment arm or a shadow names: scored and staged
+    (attached, never served) unless already attached; the reco version. Serving reads them at
+    its next pointer refresh, with no restart."""
+    from jobs.publish import publish
+
+    reco_version = reco_version_for(model_version)
+    if publish.version_status(reco_version, database_url) in publish.ATTACHED:
+        return reco_version
+    return stage_scores(score_model(model_version, database_url), model_version, database_url)
 
 
 def _catalog(model_version: str, database_url: str | None) -> set[str]:

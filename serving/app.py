@@ -85,6 +85,8 @@ class Answer:
     variant: str | None = None
     reco_version: str = ""
     fallback_reason: str = ""
+    shadow_version: str | None = None  # the shadow looked up for this answer (logged only)
+    shadow_items: str | None = None  # its list; None when it has no row for the user
 
 
 class Handlers:
@@ -101,6 +103,9 @@ class Handlers:
                 telemetry.LATENCY.labels(source),
             )
             for source in SOURCES
+        }
+        self.shadow_outcomes = {
+            outcome: telemetry.SHADOW_LOOKUPS.labels(outcome) for outcome in ("answered", "no_row")
         }
 
     # ------------------------------------------------------------------ answers
@@ -123,19 +128,21 @@ class Handlers:
         served.inc()
         latency.observe(elapsed)
         if self.state.predictions is not None:
-            self.state.predictions.write(
-                {
-                    "request_id": answer.request_id,
-                    "user_id": answer.user_id,
-                    "variant": answer.variant,
-                    "model_version": answer.model_version,
-                    "reco_version": answer.reco_version or None,
-                    "source": answer.source,
-                    "items": answer.items,
-                    "latency_ms": round(elapsed * 1000, 3),
-                    "fallback_reason": answer.fallback_reason or None,
-                }
-            )
+            record = {
+                "request_id": answer.request_id,
+                "user_id": answer.user_id,
+                "variant": answer.variant,
+                "model_version": answer.model_version,
+                "reco_version": answer.reco_version or None,
+                "source": answer.source,
+                "items": answer.items,
+                "latency_ms": round(elapsed * 1000, 3),
+                "fallback_reason": answer.fallback_reason or None,
+            }
+            if answer.shadow_version is not None:  # only while a shadow runs: lines stay short
+                record["shadow_version"] = answer.shadow_version
+                record["shadow_items"] = answer.shadow_items
+            self.state.predictions.write(record)
         return _text(answer.items, 200, headers)
 
     def no_list(self, reason: str) -> Response:
@@ -183,18 +190,31 @@ class Handlers:
             source, reco_version = "popular", ""
             model_version = pointer.popular_version or state.cache.version
             items = pointer.popular_items if pointer.popular_version else state.cache.items
-        return self.respond(
-            Answer(
-                user_id=user_id,
-                request_id=request_id,
-                started=started,
-                source=source,
-                items=items,
-                model_version=model_version,
-                variant=variant,
-                reco_version=reco_version,
-            )
+        answer = Answer(
+            user_id=user_id,
+            request_id=request_id,
+            started=started,
+            source=source,
+            items=items,
+            model_version=model_version,
+            variant=variant,
+            reco_version=reco_version,
         )
+        if pointer.shadow is not None:
+            self._shadow(pointer.shadow.reco_version, answer)
+        return self.respond(answer)
+
+    def _shadow(self, shadow_version: str, answer: Answer) -> None:
+        """Put what the shadow would have answered on `answer` (for the log only: the user gets
+        `answer.items`). One lookup under the same statement timeout; when it fails nothing is
+        recorded and the outcome is counted, and the breaker never hears of it."""
+        try:
+            items = self.state.store.lookup(shadow_version, answer.user_id)
+        except Unavailable as exc:
+            telemetry.SHADOW_LOOKUPS.labels(exc.reason.split(":")[0]).inc()
+            return
+        self.shadow_outcomes["answered" if items is not None else "no_row"].inc()
+        answer.shadow_version, answer.shadow_items = shadow_version, items
 
     def _lookup(self, reco_version: str | None, user_id: int) -> str | None:
         """The user's list in `reco_version`, or None; Unavailable goes to the breaker first."""
@@ -301,6 +321,8 @@ def _pointer_lines(pointer: Pointer) -> list[str]:
             f"{v.name}={v.reco_version}:{v.share:g}" for v in pointer.experiment.variants
         )
         lines.append(f"experiment={pointer.experiment.experiment_id} {shares}")
+    if pointer.shadow is not None:
+        lines.append(f"shadow={pointer.shadow.reco_version}")
     return lines
 
 

@@ -21,6 +21,7 @@ from serving.ab import Variant
 LOOKUP_PREPARE = read_sql("serving_lookup.sql")
 POINTER_SQL = read_sql("serving_pointer.sql")
 EXPERIMENT_SQL = read_sql("serving_experiment.sql")
+SHADOW_SQL = read_sql("serving_shadow.sql")
 
 
 class Unavailable(Exception):
@@ -42,6 +43,14 @@ class Experiment:
 
 
 @dataclass(frozen=True)
+class Shadow:
+    """The active shadow: a reco version looked up for every answer and logged, never served."""
+
+    reco_version: str
+    model_version: str
+
+
+@dataclass(frozen=True)
 class Pointer:
     """What is live, as read from serving_pointer and the tables it names."""
 
@@ -53,6 +62,7 @@ class Pointer:
     popular_window_end: datetime | None
     updated_at: datetime | None
     experiment: Experiment | None = None
+    shadow: Shadow | None = None
     read_at: float = field(default_factory=time.time)
 
 
@@ -195,7 +205,21 @@ def read_pointer(conn) -> Pointer:
         popular_window_end=window_end,
         updated_at=updated_at,
         experiment=experiment,
+        shadow=read_shadow(conn),
     )
+
+
+def read_shadow(conn) -> Shadow | None:
+    """The active shadow, read on the refresher's (autocommit) connection; None when there is
+    none, or when this database has no shadow table (yet) or lets the server not read it: a
+    shadow is optional, and its absence must never mark the database down."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute(SHADOW_SQL)
+            row = cur.fetchone()
+    except (psycopg2.errors.UndefinedTable, psycopg2.errors.InsufficientPrivilege):
+        return None
+    return Shadow(reco_version=row[0], model_version=row[1]) if row else None
 
 
 def first_line(exc: BaseException) -> str:

@@ -78,6 +78,13 @@ LOG_ERRORS = Counter(
     "Errors of the prediction-log writer (the thread logs each one and keeps going), by stage.",
     ["stage"],
 )
+SHADOW_LOOKUPS = Counter(
+    "recs_shadow_lookups_total",
+    "Lookups of what the shadow version would have answered (logged, never served), by outcome: "
+    "answered, no_row (the shadow has no list for the user), or the reason nothing was logged "
+    "(statement timeout, query failed, pool exhausted, ...).",
+    ["outcome"],
+)
 # Labelled so that no value exists until a worker sets one (the preloading master never does).
 DB_UP = Gauge(
     "recs_db_available",

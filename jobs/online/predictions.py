@@ -47,6 +47,8 @@ from contracts.names import (
     RECO_VERSION_COL,
     REQUEST_ID_COL,
     SERVED_LIST_COL,
+    SHADOW_LIST_COL,
+    SHADOW_VERSION_COL,
     SOURCE_COL,
     TIME_COL,
     USER_COL,
@@ -60,7 +62,7 @@ log = logging.getLogger(__name__)
 TABLE = "predictions"
 REJECTS = "rejects"
 BATCH_ID = re.compile(r"p(\d{6,})")
-PARSER_VERSION = "predictions-1"
+PARSER_VERSION = "predictions-2"  # 2: shadow_version, shadow_items
 FILE_COL, LINE_COL = "log_file", "line_no"
 _SEALED = re.compile(names.PREDICTION_LOG_SEALED_RE)
 _ACTIVE = re.compile(names.PREDICTION_LOG_ACTIVE_RE)
@@ -77,6 +79,8 @@ SCHEMA = pa.schema(
         (SERVED_LIST_COL, pa.list_(pa.string())),
         ("latency_ms", pa.float64()),
         ("fallback_reason", pa.string()),
+        (SHADOW_VERSION_COL, pa.string()),
+        (SHADOW_LIST_COL, pa.list_(pa.string())),
         (FILE_COL, pa.string()),
         (LINE_COL, pa.int64()),
     ]
@@ -91,7 +95,8 @@ REJECT_SCHEMA = pa.schema(
     ]
 )
 SOURCES = ("model", "popular", "cache")
-_OPTIONAL_TEXT = (RECO_VERSION_COL, VARIANT_COL, "fallback_reason")
+# Optional: null or absent (files written before a field existed ingest with it null).
+_OPTIONAL_TEXT = (RECO_VERSION_COL, VARIANT_COL, "fallback_reason", SHADOW_VERSION_COL)
 _REQUIRED = (REQUEST_ID_COL, "time", MODEL_VERSION_COL, SOURCE_COL, SERVED_LIST_COL)
 CHUNK_LINES = 20_000
 # What Arrow's reader is asked for: every record field as the writer writes it.
@@ -108,6 +113,8 @@ _JSON_OPTIONS = pa_json.ParseOptions(
             (SERVED_LIST_COL, pa.string()),
             ("latency_ms", pa.float64()),
             ("fallback_reason", pa.string()),
+            (SHADOW_VERSION_COL, pa.string()),
+            (SHADOW_LIST_COL, pa.string()),
         ]
     ),
     unexpected_field_behavior="ignore",
@@ -169,12 +176,16 @@ def _row(record: dict) -> dict[str, Any]:
         if value is not None and not isinstance(value, str):
             raise Rejected("bad_type", f"{key} is not a string")
         row[key] = value
+    shadow = record.get(SHADOW_LIST_COL)
+    if shadow is not None and not isinstance(shadow, str):
+        raise Rejected("bad_type", f"{SHADOW_LIST_COL} is not a string")
     row.update(
         {
             TIME_COL: when.astimezone(UTC),
             USER_COL: user,
             SERVED_LIST_COL: record[SERVED_LIST_COL].split(","),
             "latency_ms": None if latency is None else float(latency),
+            SHADOW_LIST_COL: None if shadow is None else shadow.split(","),
         }
     )
     return row
@@ -266,6 +277,7 @@ def fast_chunk(chunk: list[bytes], name: str, first: int) -> pa.Table | None:
     columns = {c: raw[c] for c in SCHEMA.names if c in raw.column_names}
     columns[TIME_COL] = pc.cast(times, SCHEMA.field(TIME_COL).type, safe=False)
     columns[SERVED_LIST_COL] = pc.split_pattern(raw[SERVED_LIST_COL], ",")
+    columns[SHADOW_LIST_COL] = pc.split_pattern(raw[SHADOW_LIST_COL], ",")  # null stays null
     columns[FILE_COL] = pa.array([name] * len(chunk), pa.string())
     columns[LINE_COL] = pa.array(range(first, first + len(chunk)), pa.int64())
     return pa.table([columns[c] for c in SCHEMA.names], schema=SCHEMA)

@@ -3,6 +3,11 @@
 `python -m jobs.publish.experiments start --name NAME --variant a=RECO_VERSION:0.5 \
 --variant b=…:0.5 [--baseline-rate 0.3 --min-effect 0.02 --alpha 0.05 --power 0.8]`
 `python -m jobs.publish.experiments stop [--name NAME]` · `… show` · `… status [--name NAME]`
+`python -m jobs.publish.experiments shadow --version VERSION` · `… shadow --stop` · `… shadow`
+
+A variant's (or the shadow's) VERSION is a reco version, or a model version of the registry:
+its lists (`reco-<model version>`) are then scored and published for it first when they do not
+exist yet (loaded, audited and attached, never served: jobs.pipeline.stage_model).
 
 Start is refused unless the name is new, the shares sum to 1 and every version is audited or
 published (`publish.ATTACHED`: loaded, checked and attached, so the server can read it). It
@@ -13,6 +18,10 @@ the users each arm has reached against that plan.
 
 Servers pick a change up within seconds (their pointer refresh). A user's variant is a stable
 hash of (salt, user id) over the variants' shares, so it is the same in every process.
+
+A shadow is an attached reco version that is never served: for each served request the server
+looks up what the shadow would have answered and logs it beside the answer (shadow_version,
+shadow_items). At most one is active; it may not be the live version nor an experiment's arm.
 """
 
 from __future__ import annotations
@@ -96,7 +105,12 @@ def start(
     replace: bool = False,
     plan: Plan = DEFAULT_PLAN,
 ) -> str:
-    """Create and activate experiment `name` with its plan (one transaction); return its salt."""
+    """Create and activate experiment `name` with its plan (one transaction); return its salt.
+    A variant naming a model version gets that model's lists (scored and published first when
+    missing, `resolve_version`)."""
+    variants = [
+        VariantSpec(v.variant, resolve_version(v.reco_version, url), v.share) for v in variants
+    ]
     validate(variants)
     planned = planned_users(variants, plan)
     salt = salt or secrets.token_hex(8)
@@ -130,6 +144,28 @@ def start(
     finally:
         conn.close()
     return salt
+
+
+def resolve_version(version: str, url: str | None = None) -> str:
+    """The reco version to route (or shadow) for `version`: itself when it is a reco version
+    or unknown (then refused by the caller); for a model version of the registry, its lists,
+    scored and published (attached, not served) first when they do not exist yet."""
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query("experiments", "version_status"), (version,))
+            if cur.fetchone() is not None:
+                return version
+            cur.execute(query("experiments", "model_exists"), (version,))
+            is_model = cur.fetchone() is not None
+        conn.rollback()
+    finally:
+        conn.close()
+    if not is_model:
+        return version
+    from jobs import pipeline
+
+    return pipeline.stage_model(version, url)
 
 
 def _record_plan(cur, name: str, control: str, plan: Plan, planned: dict[str, int]) -> None:
@@ -232,6 +268,61 @@ def status(name: str | None = None, url: str | None = None) -> dict | None:
     return exp
 
 
+def start_shadow(version: str, url: str | None = None) -> str:
+    """Run `version` (a reco or model version, see `resolve_version`) in shadow from now on,
+    replacing any active shadow (one transaction); the reco version shadowed."""
+    reco_version = resolve_version(check_version(version), url)
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            # Conflicts with retire's share lock: retire either sees this shadow or went first.
+            cur.execute(query("experiments", "shadow_lock"))
+            cur.execute(query("versions", "lock"), (reco_version,))
+            row = cur.fetchone()
+            if row is None or row[0] not in ATTACHED:
+                state = row[0] if row else "unknown"
+                raise ExperimentError(f"shadow: {reco_version} is {state}, not audited")
+            cur.execute(query("experiments", "shadow_live"))
+            if reco_version in {r[0] for r in cur.fetchall()}:
+                raise ExperimentError(
+                    f"shadow: {reco_version} is served (live or in the active experiment)"
+                )
+            cur.execute(query("experiments", "shadow_end"))
+            cur.execute(query("experiments", "shadow_insert"), (reco_version,))
+        conn.commit()
+    finally:
+        conn.close()
+    return reco_version
+
+
+def stop_shadow(url: str | None = None) -> str | None:
+    """End the active shadow; the reco version it shadowed (None: there was none)."""
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query("experiments", "shadow_end"))
+            row = cur.fetchone()
+        conn.commit()
+    finally:
+        conn.close()
+    return row[0] if row else None
+
+
+def active_shadow(url: str | None = None) -> dict | None:
+    """The active shadow (reco_version, model_version, started_at), or None."""
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query("experiments", "shadow_active"))
+            row = cur.fetchone()
+        conn.rollback()
+    finally:
+        conn.close()
+    if row is None:
+        return None
+    return dict(zip(("reco_version", "model_version", "started_at"), row, strict=True))
+
+
 def print_status(exp: dict) -> None:
     """The plan and each arm's progress, as `status` prints them."""
     flag = "ACTIVE" if exp["active"] else "ended"
@@ -271,8 +362,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("show", help="list experiments")
     ss = sub.add_parser("status", help="the plan and each arm's users so far")
     ss.add_argument("--name", help="default: the active experiment")
+    sh = sub.add_parser("shadow", help="run a version in shadow (logged, never served)")
+    which = sh.add_mutually_exclusive_group()
+    which.add_argument("--version", help="a reco version, or a model version to score for it")
+    which.add_argument("--stop", action="store_true", help="end the active shadow")
     args = parser.parse_args(argv)
     try:
+        if args.command == "shadow":
+            return _shadow_command(args)
         if args.command == "start":
             variants = [parse_variant(v) for v in args.variant]
             plan = Plan(args.baseline_rate, args.min_effect, args.alpha, args.power)
@@ -298,6 +395,25 @@ def main(argv: list[str] | None = None) -> int:
     except (ExperimentError, ValueError, psycopg2.Error) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _shadow_command(args: argparse.Namespace) -> int:
+    """`shadow --version V` starts, `shadow --stop` ends, `shadow` shows the active one."""
+    if args.version:
+        print(f"shadowing {start_shadow(args.version)} (logged beside every answer, never served)")
+    elif args.stop:
+        stopped = stop_shadow()
+        print(f"stopped shadow {stopped}" if stopped else "no active shadow")
+    else:
+        shadow = active_shadow()
+        if shadow is None:
+            print("no active shadow")
+            return 1
+        print(
+            f"shadow {shadow['reco_version']} (model {shadow['model_version']}), "
+            f"since {shadow['started_at']:%F %T}"
+        )
     return 0
 
 

@@ -566,13 +566,14 @@ def publish_popular(
 
 
 def retire_old(keep: int = 3, url: str | None = None) -> list[str]:
-    """Drop the tables of versions that are not live, previous, in an active experiment, nor
-    among the `keep` newest attached; failed loads are dropped too. Returns retired versions.
+    """Drop the tables of versions that are not live, previous, in an active experiment, the
+    active shadow, nor among the `keep` newest attached; failed loads are dropped too. Returns
+    retired versions.
 
     Each version is retired in its own transaction that locks the pointer, the experiments
     and the version (and takes its loader's lock), re-reading what is protected under those
-    locks: a concurrent publish, experiment start or reload either commits first (and the
-    version is kept) or finds it 'retired' and fails cleanly. Attached tables are detached
+    locks: a concurrent publish, experiment or shadow start or reload either commits first (and
+    the version is kept) or finds it 'retired' and fails cleanly. Attached tables are detached
     and dropped afterwards (DETACH … CONCURRENTLY cannot run inside a transaction)."""
     conn = connect(url)
     retired = []
@@ -600,6 +601,7 @@ def _retire_one(conn, reco_version: str, table: str, status: str) -> bool:
     with conn.cursor() as cur:
         _lock_pointer(cur)
         cur.execute(query("experiments", "lock_for_retire"))
+        cur.execute(query("experiments", "lock_shadow_for_retire"))
         cur.execute(query("versions", "protected"))
         protected = {v for row in cur.fetchall() for v in row if v}
         cur.execute(query("tables", "try_lock_name"), (table,))
@@ -630,6 +632,19 @@ def _drop_version_table(conn, table: str) -> None:
             cur.execute(query("tables", "drop", table=ident))
     finally:
         conn.autocommit = False
+
+
+def version_status(reco_version: str, url: str | None = None) -> str | None:
+    """The status of one reco version (None: never loaded)."""
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query("experiments", "version_status"), (reco_version,))
+            row = cur.fetchone()
+        conn.rollback()
+    finally:
+        conn.close()
+    return row[0] if row else None
 
 
 def served_rows(reco_version: str, url: str | None = None) -> int:

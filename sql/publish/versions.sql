@@ -61,13 +61,16 @@ SELECT 1 FROM reco_versions WHERE reco_version = %s AND status = %s FOR UPDATE
 SELECT model_version FROM reco_versions WHERE reco_version = %s
 
 -- name: protected
--- Versions that must keep their tables: live, previous, and those in an active experiment.
+-- Versions that must keep their tables: live, previous, those in an active experiment and
+-- the active shadow.
 SELECT reco_version, previous_reco_version FROM serving_pointer WHERE id
 UNION ALL
 SELECT ev.reco_version, NULL
 FROM experiment_variants AS ev
 JOIN experiments AS e USING (experiment_id)
 WHERE e.active
+UNION ALL
+SELECT reco_version, NULL FROM shadow_deployments WHERE active
 
 -- name: served_rows
 SELECT count(*) FROM recommendations WHERE reco_version = %s;
