@@ -61,6 +61,7 @@ MAX_SESSIONS_PER_DAY = 12.0  # cap of a churned user's boosted session rate
 
 RECO, WATCH, RATE = 0, 1, 2
 FLAG_NEW_MOVIE, FLAG_DRIFT, FLAG_SPAM = 1, 2, 4
+SPAM_ACCOUNTS = (30, 80)  # accounts per rating-spam attack, drawn uniformly (inclusive)
 FLAG_KINDS = ((FLAG_NEW_MOVIE, "new_movies"), (FLAG_DRIFT, "drift"), (FLAG_SPAM, "rating_spam"))
 _SESSION_COLUMNS = ("user", "movie", "start", "minutes", "rate_at", "stars", "flags", "end")
 
@@ -116,6 +117,7 @@ class Simulation:
         recommender: RecommenderClient | None = None,
         reco_sample: float = 1.0,
         shape: str = "stable",
+        spam_accounts: tuple[int, int] = SPAM_ACCOUNTS,
     ):
         if shape not in SHAPES:
             raise ValueError(f"shape must be one of {', '.join(SHAPES)}, not {shape!r}")
@@ -153,6 +155,7 @@ class Simulation:
         self.free_at = np.zeros(len(pop), dtype=np.int64)
         self.pending_drift = np.zeros(len(pop), dtype=bool)
         self.next_spam_account = self.n_users
+        self.spam_accounts = spam_accounts
         self.sessions = {c: np.zeros(0, dtype=np.int64) for c in _SESSION_COLUMNS}
         self.reco_tails: dict[int, str] = {}  # session serial -> text after "<time>,<user>,"
         self.sessions["serial"] = np.zeros(0, dtype=np.int64)
@@ -382,7 +385,7 @@ class Simulation:
     def _spam_attack(self, t0: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """A burst of fresh accounts rating one obscure movie 5 stars within the window."""
         reserve = len(self.free_at) - self.n_users
-        size = int(rng.integers(30, 81))
+        size = int(rng.integers(self.spam_accounts[0], self.spam_accounts[1] + 1))
         accounts = (
             self.n_users + (self.next_spam_account - self.n_users + np.arange(size)) % reserve
         )
