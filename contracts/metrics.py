@@ -27,6 +27,7 @@ GROUP_MARK = "ingest_mark"
 GROUP_ONLINE = "online_evaluate"
 GROUP_GATE = "train_gate"
 GROUP_MODEL = "production_model"  # refreshed by publish and by every online evaluation
+GROUP_FAIRNESS = "responsible_fairness"  # + "_offline" / "_online": one group per source
 
 # Label values standing for online_metrics' roll-up '*' and empty '' (Prometheus drops an
 # empty label, which would merge "no variant" with "no label").
@@ -136,6 +137,35 @@ MODEL_INFO = Metric(
     ("model_version", "reco_version"),
 )
 
+# --- fairness requirements (GROUP_FAIRNESS; docs/responsible-ml.md) -----------------------------
+FAIRNESS_LABELS = ("source", "model_version")
+FAIRNESS_GROUP_RATIO = Metric(
+    "recs_fairness_group_ratio",
+    "Quality of service of the worst user group / the best group's (offline NDCG@20, online "
+    "accuracy), per grouping (age, gender, history).",
+    (*FAIRNESS_LABELS, "grouping"),
+)
+FAIRNESS_GROUP_RATIO_LIMIT = Metric(
+    "recs_fairness_group_ratio_limit",
+    "The least worst/best ratio the fairness requirement allows for the grouping.",
+    (*FAIRNESS_LABELS, "grouping"),
+)
+EXPOSURE_SHARE = Metric(
+    "recs_exposure_share",
+    "Share of served slots that hold a long-tail (kind=long_tail) or new (kind=new_movie) movie.",
+    (*FAIRNESS_LABELS, "kind"),
+)
+EXPOSURE_SHARE_LIMIT = Metric(
+    "recs_exposure_share_limit",
+    "The least exposure share the catalogue requirement allows.",
+    (*FAIRNESS_LABELS, "kind"),
+)
+FAIRNESS_MET = Metric(
+    "recs_fairness_requirement_met",
+    "1 when the fairness requirement holds, 0 when it is violated (judged measures only).",
+    (*FAIRNESS_LABELS, "requirement"),
+)
+
 PUSHED = (
     SNAPSHOT_ACCEPTED_TIME,
     SNAPSHOT_NEWEST_EVENT,
@@ -158,4 +188,9 @@ PUSHED = (
     GATE_SCORE,
     MODEL_PUBLISHED_TIME,
     MODEL_INFO,
+    FAIRNESS_GROUP_RATIO,
+    FAIRNESS_GROUP_RATIO_LIMIT,
+    EXPOSURE_SHARE,
+    EXPOSURE_SHARE_LIMIT,
+    FAIRNESS_MET,
 )

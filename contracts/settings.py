@@ -324,3 +324,50 @@ def alertmanager_repeat_interval_s() -> float:
     """Seconds before an alert still firing is delivered again (ALERTMANAGER_REPEAT_INTERVAL_S,
     default 4 h)."""
     return env_number("ALERTMANAGER_REPEAT_INTERVAL_S", 4 * 3600)
+
+
+# Fairness requirements (docs/responsible-ml.md, jobs/online/fairness.py): each threshold once.
+def fairness_min_group_ratio() -> float:
+    """Worst age band's or gender's quality of service / the best one's, at least
+    (FAIRNESS_MIN_GROUP_RATIO, default 0.8: the four-fifths rule)."""
+    return env_number("FAIRNESS_MIN_GROUP_RATIO", 0.8)
+
+
+def fairness_min_history_ratio() -> float:
+    """Worst history band's quality of service / the best one's, at least
+    (FAIRNESS_MIN_HISTORY_RATIO, default 0.6: a new user's list rests on less evidence)."""
+    return env_number("FAIRNESS_MIN_HISTORY_RATIO", 0.6)
+
+
+def fairness_min_group_users() -> int:
+    """Fewest users (offline) or served lists (online) a group needs to be judged
+    (FAIRNESS_MIN_GROUP_USERS, default 30)."""
+    return _env_int("FAIRNESS_MIN_GROUP_USERS", 30)
+
+
+def fairness_min_long_tail_share() -> float:
+    """Share of served slots that go to the long tail (movies outside the head that takes 80% of
+    the training interactions), at least (FAIRNESS_MIN_LONG_TAIL_SHARE, default 0.1)."""
+    return env_number("FAIRNESS_MIN_LONG_TAIL_SHARE", 0.1)
+
+
+def fairness_min_new_movie_share() -> float:
+    """Share of served slots that go to new movies (first seen in the last
+    FAIRNESS_NEW_MOVIE_DAYS of training data), at least (FAIRNESS_MIN_NEW_MOVIE_SHARE,
+    default 0.01)."""
+    return env_number("FAIRNESS_MIN_NEW_MOVIE_SHARE", 0.01)
+
+
+def fairness_new_movie_days() -> float:
+    """Days before the training data's newest event in which a first-seen movie is new
+    (FAIRNESS_NEW_MOVIE_DAYS, default 7)."""
+    return env_number("FAIRNESS_NEW_MOVIE_DAYS", 7)
+
+
+def fairness_gate_mode() -> str:
+    """What the gate does with a fairness violation (FAIRNESS_GATE: `record`, the default, only
+    records it; `block` rejects the candidate)."""
+    mode = (os.environ.get("FAIRNESS_GATE") or "record").strip().lower()
+    if mode not in ("record", "block"):
+        raise ValueError(f"FAIRNESS_GATE must be 'record' or 'block', got {mode!r}")
+    return mode

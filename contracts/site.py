@@ -9,3 +9,7 @@ ALERTS_URL = "/alerts"  # the active alerts as JSON, read from settings.alerts_l
 # The generator writes this comment where the active alerts go; the server replaces it on every
 # request, so an alert shows as soon as Alertmanager delivers it, not at the next DAG run.
 ALERTS_SLOT = "<!-- active alerts: filled in by the reports site per request -->"
+# settings.reports_dir/<RESPONSIBLE_DIR>/: the responsible_ml DAG's pages (an index, one folder per
+# section with report.html + report.json, model cards), linked from the reports index.
+RESPONSIBLE_DIR = "responsible"
+MODEL_CARDS_DIR = "model_cards"  # inside RESPONSIBLE_DIR: <model version>.html + .json
