@@ -139,9 +139,10 @@ def attribute(reco, predictions):
     )
 
 
-def hits(lines, watch, window_minutes: int):
-    """Served lists (status 200, non-empty) with `hit`: a watch line of a listed movie by the
-    same user within `window_minutes` after the list was served."""
+def listed_then_watched(lines, watch, window_minutes: int):
+    """(reco key, user, movie, served, watched) of every watch line of a movie listed to the
+    same user (status 200) within `window_minutes` after that list was served: the one
+    definition of "watched because listed" (online accuracy, jobs/online/feedback.py)."""
     from pyspark.sql import functions as F
 
     lists = lines.where((F.col("status") == 200) & (F.size("result") > 0))
@@ -150,11 +151,18 @@ def hits(lines, watch, window_minutes: int):
     )
     watched = watch.select(USER_COL, ITEM_COL, F.col(TIME_COL).alias("watched"))
     follow = F.expr(f"INTERVAL {int(window_minutes)} MINUTES")
+    return listed.join(watched, [USER_COL, ITEM_COL]).where(
+        (F.col("watched") >= F.col("served")) & (F.col("watched") <= F.col("served") + follow)
+    )
+
+
+def hits(lines, watch, window_minutes: int):
+    """Served lists (status 200, non-empty) with `hit`: a watch line of a listed movie by the
+    same user within `window_minutes` after the list was served."""
+    from pyspark.sql import functions as F
+
     found = (
-        listed.join(watched, [USER_COL, ITEM_COL])
-        .where(
-            (F.col("watched") >= F.col("served")) & (F.col("watched") <= F.col("served") + follow)
-        )
+        listed_then_watched(lines, watch, window_minutes)
         .select(*RECO_KEY)
         .distinct()
         .withColumn("hit", F.lit(1))
