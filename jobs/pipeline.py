@@ -288,6 +288,7 @@ def gate(
         per_user_scores(data, summary["production_config"]),
         gate_mod.tolerance_from_env() if tolerance is None else tolerance,
         gate_mod.min_users_from_env() if min_users is None else min_users,
+        fairness_mode=settings.fairness_gate_mode(),
     )
     (Path(evaluation_dir) / DECISION_FILE).write_text(decision.to_json())
     monitoring.report_gate(decision)

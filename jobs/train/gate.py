@@ -14,6 +14,10 @@ Rules, in order (the first that fails decides):
    interval's lower bound of (candidate - production) is at least -tolerance x production's
    mean (GATE_NDCG_TOLERANCE, default 0.05, relative because NDCG levels differ tenfold
    between data sets).
+4. fairness (docs/responsible-ml.md): the candidate's NDCG@20 by age band, gender and history
+   band (jobs.online.fairness.gate_fairness) is always recorded in the decision; with
+   FAIRNESS_GATE=block (default `record`) a violated requirement rejects a candidate that passed
+   rules 1-3.
 A rejected candidate changes nothing, except that when no model is in production yet the
 popularity baseline is published as the model for everyone (`publish` names what to refit
 and publish: the candidate, the baseline, or nothing).
@@ -76,6 +80,8 @@ class GateDecision:
     tolerance: float
     min_users: int
     confidence: float = CONFIDENCE
+    fairness: dict | None = None  # quality by group and the violated requirements (rule 4)
+    fairness_mode: str = "record"  # FAIRNESS_GATE: record | block
 
     def to_json(self) -> str:
         """JSON (for logs, task output, the run directory and the registry)."""
@@ -157,8 +163,13 @@ def decide(
     tolerance: float = DEFAULT_TOLERANCE,
     min_users: int = DEFAULT_MIN_USERS,
     seed: int = 0,
+    fairness_mode: str = "record",
 ) -> GateDecision:
     """Apply the rules of the module docstring; the reason names the numbers that decided."""
+    from jobs.online.fairness import gate_fairness
+
+    fairness_mode = check_fairness_mode(fairness_mode)
+
     has_scores = candidate_scores is not None and not candidate_scores.empty
     numbers = {
         "candidate": candidate,
@@ -183,10 +194,29 @@ def decide(
             numbers, candidate_scores, popularity_scores,
             production_scores if compare_production else None, seed,
         )  # fmt: skip
+    fairness = gate_fairness(candidate_scores) if has_scores else None
+    if passed and fairness_mode == "block" and fairness and fairness["violations"]:
+        passed, reason = False, "fairness: " + "; ".join(fairness["violations"])
+    elif fairness and fairness["violations"]:
+        reason += f"; fairness recorded, not blocking: {'; '.join(fairness['violations'])}"
     publish = candidate if passed else (popularity if production is None else None)
     if not passed and publish:
         reason += "; no model in production yet: the popularity list is published"
-    return GateDecision(passed=passed, reason=reason, publish=publish, **numbers)
+    return GateDecision(
+        passed=passed,
+        reason=reason,
+        publish=publish,
+        fairness=fairness,
+        fairness_mode=fairness_mode,
+        **numbers,
+    )
+
+
+def check_fairness_mode(mode: str) -> str:
+    """`mode` if it is record or block, else ValueError."""
+    if mode not in ("record", "block"):
+        raise ValueError(f"fairness mode must be 'record' or 'block', got {mode!r}")
+    return mode
 
 
 def judge(

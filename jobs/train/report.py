@@ -213,6 +213,20 @@ def protocol_html(dataset: dict[str, Any] | None) -> str:
     )
 
 
+def fairness_line(fairness: dict[str, Any] | None) -> str:
+    """The gate's fairness record in one line: each grouping's worst/best ratio, violations."""
+    if not fairness:
+        return "not measured"
+    ratios = ", ".join(
+        f"{grouping} {q['ratio']:.3f} (≥ {q['limit']})"
+        if q.get("ratio") is not None
+        else f"{grouping} not judged"
+        for grouping, q in fairness["quality"].items()
+    )
+    broken = "; ".join(fairness["violations"]) or "no requirement violated"
+    return fmt(f"worst/best NDCG@20 by {ratios}; {broken}")
+
+
 def add_gate(out_dir: str | Path, decision: dict[str, Any]) -> Path:
     """Put the gate's decision (intervals, users) into an existing report and its JSON twin."""
     out = Path(out_dir)
@@ -236,7 +250,9 @@ def add_gate(out_dir: str | Path, decision: dict[str, Any]) -> Path:
         f"<li>minus popularity: {interval('vs_popularity')}</li>"
         f"<li>minus production {fmt(decision['production'] or 'none')}: "
         f"{interval('vs_production')}</li>"
-        f"<li>published: {fmt(decision['publish'] or 'nothing, production stays')}</li></ul>"
+        f"<li>published: {fmt(decision['publish'] or 'nothing, production stays')}</li>"
+        f"<li>fairness ({fmt(decision.get('fairness_mode') or 'record')}): "
+        f"{fairness_line(decision.get('fairness'))}</li></ul>"
     )
     page = (out / "report.html").read_text().replace(GATE_MARK, section)
     (out / "report.html").write_text(page)
