@@ -169,6 +169,19 @@ def retrain_accuracy_drop() -> float:
     return env_number("RETRAIN_ACCURACY_DROP", 0.2)
 
 
+# Exploration (jobs/publish/score.py, docs/responsible-ml.md "Feedback loops")
+def exploration_slots() -> int:
+    """Places at the end of each scored list given to movies drawn uniformly from those the
+    user has not seen, so the loop can learn about movies the model would not show
+    (EXPLORATION_SLOTS, default 0: off)."""
+    from contracts.names import K
+
+    slots = _env_int("EXPLORATION_SLOTS", 0)
+    if not 0 <= slots < K:
+        raise ValueError(f"EXPLORATION_SLOTS={slots} must be between 0 and {K - 1}")
+    return slots
+
+
 # Local services (ops/services.py)
 def pg_bin() -> Path:
     """Directory of the PostgreSQL server binaries (PG_BIN, default Debian's PostgreSQL 15)."""

@@ -58,8 +58,10 @@ class AirflowAPI:
         )
         return run["dag_run_id"]
 
-    def wait_for_run(self, dag_id: str, run_id: str, deadline_s: float = 3600) -> dict:
-        """Poll the run until it ends; print task progress as it goes."""
+    def wait_for_run(
+        self, dag_id: str, run_id: str, deadline_s: float = 3600, progress: bool = True
+    ) -> dict:
+        """Poll the run until it ends; print task progress as it goes (unless told not to)."""
         end = time.monotonic() + deadline_s
         seen: dict[str, str] = {}
         while time.monotonic() < end:
@@ -67,7 +69,7 @@ class AirflowAPI:
             tasks = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
             for ti in tasks.get("task_instances", []):
                 state = ti.get("state") or "queued"
-                if seen.get(ti["task_id"]) != state:
+                if progress and seen.get(ti["task_id"]) != state:
                     seen[ti["task_id"]] = state
                     print(f"  {dag_id}.{ti['task_id']}: {state}", flush=True)
             if run["state"] in ("success", "failed"):

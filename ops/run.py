@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import requests
 
@@ -103,20 +104,47 @@ def apps(scale: str, rate: int) -> list[App]:
     ]
 
 
-def topic_is_empty(cfg: settings_mod.Settings) -> bool:
-    """True when the movielog topic holds no event yet (a fresh system)."""
+def topic_end(cfg: settings_mod.Settings) -> datetime | None:
+    """The newest event time in the movielog topic (the last line of each partition), or
+    None when it holds no event yet (a fresh system)."""
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer({"bootstrap.servers": cfg.kafka_bootstrap_servers, "group.id": "ops-run"})
     try:
         md = consumer.list_topics(cfg.kafka_topic, timeout=10).topics[cfg.kafka_topic]
-        for p in md.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(cfg.kafka_topic, p), 10)
-            if high > low:
-                return False
-        return True
+        ends = [
+            last_event_time(consumer, TopicPartition(cfg.kafka_topic, p)) for p in md.partitions
+        ]
     finally:
         consumer.close()
+    return max((end for end in ends if end is not None), default=None)
+
+
+def last_event_time(consumer, partition) -> datetime | None:
+    """Event time of the partition's last line (None: empty, or its last line is malformed)."""
+    low, high = consumer.get_watermark_offsets(partition, 10)
+    if high <= low:
+        return None
+    partition.offset = high - 1
+    consumer.assign([partition])
+    message = consumer.poll(10)
+    if message is None or message.error():
+        return None
+    try:
+        return datetime.fromisoformat(message.value().split(b",", 1)[0].decode())
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+def live_start(cfg: settings_mod.Settings) -> str:
+    """Where live users start: now, or after the newest event when the stream is ahead of
+    the clock (a compressed or restarted run), so that event time never goes backwards."""
+    now = datetime.now().replace(microsecond=0)
+    end = topic_end(cfg)
+    return max(now, end + timedelta(seconds=1) if end else now).isoformat(timespec="seconds")
+
+
+LIVE_DAGS = ("movielog_ingest", "catalog_sync", "online_evaluation", "train_and_publish")
 
 
 def backfill(scale: str, days: int) -> None:
@@ -139,15 +167,28 @@ def start(scale: str, days: int, rate: int, skip_pipeline: bool) -> int:
     metadata.start()
     print(f"metadata   {cfg.metadata_api_url} (log: {metadata.log})", flush=True)
     reports.start()  # before the pipeline: its Data Docs and reports show up as they are written
-    if topic_is_empty(cfg):
+    if topic_end(cfg) is None:
         print(f"backfilling {days} simulated days at scale {scale} into {cfg.kafka_topic} …")
         backfill(scale, days)
     if not skip_pipeline and pipeline.run() != 0:
         return 1
     serving.start()
+    traffic.argv += ["--start", live_start(cfg)]
     traffic.start()
+    schedule_live_loop()
     summary(cfg)
     return 0
+
+
+def schedule_live_loop() -> None:
+    """Unpause the scheduled DAGs (one created paused by an older version stays paused), so
+    that ingestion and online evaluation run hourly and training on its schedule and
+    triggers while the simulated users keep coming."""
+    from ops.airflow_api import AirflowAPI
+
+    api = AirflowAPI.login()
+    for dag_id in LIVE_DAGS:
+        api.wait_for_dag(dag_id)
 
 
 def summary(cfg: settings_mod.Settings) -> None:

@@ -406,7 +406,8 @@ def samples(results: list[dict[str, Any]]) -> list:
 
     out = []
     for r in results:
-        base = {"source": r["source"], "model_version": r["model_version"]}
+        version = m.ALL_LABEL if r["model_version"] == "*" else r["model_version"]
+        base = {"source": r["source"], "model_version": version}
         for grouping, q in r["quality"].items():
             labels = {**base, "grouping": grouping}
             out.append(Sample(m.FAIRNESS_GROUP_RATIO, q["ratio"], labels))

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from contracts import settings
 from contracts.names import ITEM_COL, USER_COL, K
 from jobs.publish import topk
 
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 BUNDLE_DIR = "_bundle"
 USERS_PER_TASK = 50_000  # user rows per Spark partition at scenario scale (1M users -> 20)
+EXPLORATION_SEED = 20_16  # exploration draws: fixed, so scoring stays data-keyed
 OUTPUT_SCHEMA = f"{USER_COL} bigint, items array<string>, n_items int, n_seen int"
 
 
@@ -115,6 +117,8 @@ def prepare_bundle(model: Any, model_dir: str | Path, bundle_dir: str | Path) ->
         counts = np.bincount(seen.indices, minlength=len(item_ids))
         np.save(bundle_dir / "fallback.npy", np.argsort(-counts, kind="stable").astype(np.int64))
         meta["n_items"] = int(len(item_ids))
+        # Read once here so every worker uses the same value (EXPLORATION_SLOTS).
+        meta["exploration_slots"] = settings.exploration_slots()
     if kind == "factor":
         user_factors = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
@@ -143,6 +147,7 @@ class BlockScorer:
             self.seen_indices = np.load(bundle_dir / "seen_indices.npy", mmap_mode="r")
             self.item_ids = np.load(bundle_dir / "item_ids.npy")
             self.fallback = np.load(bundle_dir / "fallback.npy")
+            self.explore = int(self.meta.get("exploration_slots", 0))
         if self.kind == "factor":
             self.user_factors = np.load(bundle_dir / "user_factors.npy", mmap_mode="r")
             self.factor = topk.FactorTopK(
@@ -171,6 +176,9 @@ class BlockScorer:
             items = self._dense_blocks(start, stop, seen)
         if (items < 0).any():
             items = topk.fill_from_ranking(items, self.fallback, seen)
+        if self.explore:  # seeded by the row range: a rerun scores the same lists
+            rng = np.random.default_rng([EXPLORATION_SEED, start])
+            items = topk.explore_slots(items, len(self.item_ids), self.explore, rng, seen)
         return pd.DataFrame(
             {
                 USER_COL: users,
