@@ -121,7 +121,8 @@ def topic_end(cfg: settings_mod.Settings) -> datetime | None:
 
 
 def last_event_time(consumer, partition) -> datetime | None:
-    """Event time of the partition's last line (None: empty, or its last line is malformed)."""
+    """Event time of the partition's last line: None when the partition is empty,
+    datetime.min when its last line cannot be read or has no time (it still holds events)."""
     low, high = consumer.get_watermark_offsets(partition, 10)
     if high <= low:
         return None
@@ -129,11 +130,11 @@ def last_event_time(consumer, partition) -> datetime | None:
     consumer.assign([partition])
     message = consumer.poll(10)
     if message is None or message.error():
-        return None
+        return datetime.min
     try:
         return datetime.fromisoformat(message.value().split(b",", 1)[0].decode())
     except (UnicodeDecodeError, ValueError):
-        return None
+        return datetime.min
 
 
 def live_start(cfg: settings_mod.Settings) -> str:
