@@ -250,3 +250,31 @@ def fill_from_ranking(
         take = extra[: len(slots)]
         items[row, slots[: len(take)]] = take
     return items
+
+
+def explore_slots(
+    items: np.ndarray, n_items: int, slots: int, rng: np.random.Generator, seen: SeenCSR
+) -> np.ndarray:
+    """The lists with their last `slots` places given to items drawn uniformly from those the
+    row has neither seen nor listed above them: exploration that lets movies outside the
+    model's favourites be shown and so be watched and learnt (the mitigation of popularity
+    reinforcement, docs/responsible-ml.md). A row with too few such items keeps its own."""
+    if slots <= 0:
+        return items
+    items = items.copy()
+    k = items.shape[1]
+    keep = max(0, k - slots)
+    for row in range(items.shape[0]):
+        banned = set(items[row, :keep].tolist())
+        banned.update(seen.indices[seen.indptr[row] : seen.indptr[row + 1]].tolist())
+        free = n_items - len(banned - {-1})
+        if free < k - keep:
+            continue
+        picks: list[int] = []
+        while len(picks) < k - keep:
+            for item in rng.integers(0, n_items, 2 * (k - keep)).tolist():
+                if item not in banned and len(picks) < k - keep:
+                    picks.append(item)
+                    banned.add(item)
+        items[row, keep:] = picks
+    return items
