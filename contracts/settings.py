@@ -169,6 +169,16 @@ def retrain_accuracy_drop() -> float:
     return env_number("RETRAIN_ACCURACY_DROP", 0.2)
 
 
+# Retention (jobs/publish/retention.py, docs/operations.md "Retention")
+def retention_days() -> float:
+    """Days that retired models, ended experiments and prediction batches are kept before the
+    daily `retention` DAG removes what nothing else needs (RETENTION_DAYS, default 30)."""
+    days = env_number("RETENTION_DAYS", 30)
+    if days < 1:
+        raise ValueError(f"RETENTION_DAYS={days!r} must be at least 1 day")
+    return days
+
+
 # Exploration (jobs/publish/score.py, docs/responsible-ml.md "Feedback loops")
 def exploration_slots() -> int:
     """Places at the end of each scored list given to movies drawn uniformly from those the

@@ -50,3 +50,23 @@ def remove_leftovers(final: Path, keep: str | None = None) -> list[Path]:
             shutil.rmtree(path)
         removed.append(path)
     return removed
+
+
+def remove_dir(final: Path) -> bool:
+    """Remove `final` (a `replace_dir` link or a plain directory) so that readers see it whole
+    or not at all; True when there was something to remove.
+
+    The name goes in one step (unlink the link, or rename a plain directory to a `.<name>@…`
+    sibling), then the bytes. A kill in between leaves only `.<name>@…` siblings, which the
+    next call (or the next `replace_dir` of that name) deletes.
+    """
+    final = Path(final)
+    existed = final.is_symlink() or final.exists()
+    if final.is_symlink():
+        final.unlink()
+    elif final.exists():
+        os.rename(final, final.parent / f".{final.name}@removed-{uuid.uuid4().hex[:12]}")
+    if existed:
+        fsync_dir(final.parent)
+    leftovers = remove_leftovers(final) if final.parent.exists() else []
+    return existed or bool(leftovers)

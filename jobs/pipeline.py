@@ -317,7 +317,7 @@ def score_model(model_version: str, database_url: str | None = None) -> str:
     from jobs.train import registry
 
     row = registry.get(model_version, database_url)
-    out = settings.load().lake_dir / "scores" / model_version
+    out = score.scored_dir(model_version)
     result = score.score(row["artifact_path"], out)
     score.audit(result.path, expected_users=result.n_users)
     return result.path
@@ -487,6 +487,24 @@ def experiment_report(name: str, window_minutes: int = 60, database_url: str | N
     from jobs.online import experiment_report as report
 
     return report.run(name, window_minutes, database_url)
+
+
+# ------------------------------------------------------------------ retention
+def apply_retention(
+    at: str | None = None, dry_run: bool = False, database_url: str | None = None
+) -> str:
+    """Remove reco tables, artifacts, datasets and prediction batches that the retention rule
+    no longer keeps (jobs/publish/retention.py), counting RETENTION_DAYS back from `at` (ISO
+    time, the run's data interval end; default now); one line saying what was removed."""
+    from datetime import datetime
+
+    from jobs.publish import retention
+
+    when = datetime.fromisoformat(at) if at else None
+    summary = retention.run(when, dry_run=dry_run, url=database_url)
+    if summary["removed"] is None:
+        return f"dry run: {len(summary['plan']) - 2} items would be removed"
+    return "removed " + ", ".join(f"{len(v)} {k}" for k, v in summary["removed"].items())
 
 
 # ------------------------------------------------------------------ command line

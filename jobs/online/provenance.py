@@ -35,6 +35,7 @@ QUERY = "provenance/recommendation.sql"
 # psql's quoted variable, :'name', becomes a psycopg2 parameter: one file serves both.
 _PSQL_VARIABLE = re.compile(r":'([a-z_]+)'")
 NOT_FOUND, CHANGED = 2, 1
+REMOVED = "removed by retention"
 
 
 class NotFound(LookupError):
@@ -107,12 +108,14 @@ def check_artifact(model: dict[str, Any] | None) -> dict[str, Any] | None:
     if model is None:
         return None
     path = Path(model["artifact_path"])
-    now = registry.artifact_sha256(path) if path.exists() else None
+    removed = model.get("artifact_removed_at")  # retention's mark (jobs/publish/retention.py)
+    now = registry.artifact_sha256(path) if path.exists() and not removed else None
     return {
         "path": str(path),
         "sha256": model["artifact_sha256"],
         "sha256_now": now,
-        "state": _state(model["artifact_sha256"], now),
+        "state": REMOVED if removed else _state(model["artifact_sha256"], now),
+        "removed_at": removed,
     }
 
 
@@ -267,7 +270,7 @@ def render(report: dict[str, Any]) -> str:
     verdict = (
         f"every recomputed hash matches ({report['hashes_checked']} checked)"
         if report["all_hashes_match"]
-        else "SOME FILES CHANGED OR ARE GONE (see 'changed' / 'missing' above)"
+        else f"SOME FILES CHANGED OR ARE GONE (see 'changed', 'missing', '{REMOVED}' above)"
     )
     return "\n".join([*lines, f"verdict    {verdict}"])
 

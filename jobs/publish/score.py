@@ -47,6 +47,11 @@ EXPLORATION_SEED = 20_16  # exploration draws: fixed, so scoring stays data-keye
 OUTPUT_SCHEMA = f"{USER_COL} bigint, items array<string>, n_items int, n_seen int"
 
 
+def scored_dir(model_version: str) -> Path:
+    """Where a model's scored lists are written (lake/scores/<model_version>), before the COPY."""
+    return settings.load().lake_dir / "scores" / model_version
+
+
 class ScoringError(RuntimeError):
     """Scoring could not produce a complete, valid top-k table; the message says why."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from ops import services
@@ -14,6 +16,7 @@ EXPECTED_DAGS = {
     "train_and_publish",
     "online_evaluation",
     "experiment_report",
+    "retention",
 }
 
 
@@ -42,3 +45,10 @@ def test_dag_rules(dagbag, dag_id):
         assert task.retries >= 1, f"{dag_id}.{task.task_id} has retries={task.retries}"
     # topological_sort raises on a cycle
     assert len(dag.topological_sort()) == len(dag.tasks)
+
+
+def test_retention_is_daily_and_calls_one_pipeline_function(dagbag):
+    dag = dagbag.dags["retention"]
+    assert dag.timetable.delta == timedelta(days=1) and dag.catchup is False
+    assert [t.task_id for t in dag.tasks] == ["remove_expired"]
+    assert dag.params["dry_run"] is False

@@ -112,3 +112,25 @@ def test_saving_an_artifact_again_keeps_it_and_a_damaged_one_is_replaced(tmp_pat
     save_artifact(model, tmp_path, lambda sha: f"pop-{sha[:8]}")
     assert artifact_sha256(final) == sha and os.readlink(final) != first_target
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_remove_dir_takes_the_name_in_one_step_then_the_bytes(tmp_path: Path):
+    from jobs.files import remove_dir
+
+    final = tmp_path / "table"
+    for version in ("a", "b"):
+        replace_dir(written(tmp_path / f"tmp-{version}", version), final)
+    plain = written(tmp_path / "plain", "p")
+    assert remove_dir(final) and remove_dir(plain)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert remove_dir(final) is False  # a rerun finds nothing
+
+
+def test_remove_dir_finishes_what_a_killed_removal_left(tmp_path: Path):
+    from jobs.files import remove_dir
+
+    final = replace_dir(written(tmp_path / "tmp", "a"), tmp_path / "table")
+    final.unlink()  # killed right after the name went: the bytes are still there, hidden
+    assert [p.name.startswith(".table@") for p in tmp_path.iterdir()] == [True]
+    assert remove_dir(final) is True
+    assert list(tmp_path.iterdir()) == []

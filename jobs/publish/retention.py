@@ -1,0 +1,504 @@
+"""Retention: remove what no model, experiment, shadow, rollback or recent answer still needs.
+
+The rule (docs/operations.md "Retention"), with `cutoff` = the run's time - RETENTION_DAYS:
+
+Kept (the keep-set), computed from Postgres and the lake at the start of a run:
+- reco versions: live and previous (rollback) in `serving_pointer`; in an experiment that is
+  active or ended after the cutoff; in a shadow deployment active or ended after the cutoff;
+  named by a prediction in a retained batch; or the attached list of a kept model;
+- models (registry rows): production; any whose status changed after the cutoff; the model
+  of a kept reco version; one a retained prediction names; the baseline of a popularity list
+  that is live, previous, named by a retained prediction or made after the cutoff; and the
+  evaluated twin (`evaluated_as`) of each of these;
+- datasets: the dataset of a kept model or kept popularity list, and any built after the
+  cutoff (a training run in progress has no registry row yet);
+- prediction batches: those with an answer after the cutoff, and always the newest (batch ids
+  continue from it).
+
+Removed, each item on its own and safe to rerun:
+- the table of a reco version outside the keep-set (publish's own retire path: status
+  'retired' under the pointer, experiment, shadow and loader locks, then detach and drop);
+- the artifact directory and scored lists of a registry row outside the keep-set: the row is
+  marked `artifact_removed_at` (never deleted) under the same locks, then the files go;
+- dataset directories under lake/datasets/ outside the keep-set;
+- prediction batches whose newest answer is before the cutoff (under the ingest's lock).
+
+Never removed: snapshots (the source of truth: training reads every accepted one, and ingest
+continues from the newest), registry, reco-version, experiment and popularity-list rows, the
+live popularity list, reports, logs, and artifacts no registry row names.
+
+Removing a directory is one rename or unlink (jobs.files.remove_dir): a reader finds it
+whole or not at all, and a kill leaves only hidden `.<name>@…` siblings the next run deletes.
+Every decision that could race with publish is re-read under publish's locks just before it
+is acted on, so a publish, rollback or experiment start that commits first keeps its version.
+
+    python -m jobs.publish.retention [--dry-run] [--days N] [--at ISO-TIME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from contracts import settings
+from contracts.db import connect
+from contracts.names import MODEL_VERSION_COL, RECO_VERSION_COL, SHADOW_VERSION_COL
+from jobs.files import remove_dir
+from jobs.ingest import lake
+from jobs.online import predictions
+from jobs.publish import publish, score
+from jobs.publish.publish import query
+
+log = logging.getLogger(__name__)
+
+DATASETS = "datasets"  # lake/datasets/<dataset_id>, jobs.train.dataset.default_out
+_BATCH_LEFTOVER = ".p*@removed-*"
+
+
+@dataclass
+class KeepSet:
+    """What a run keeps, each item with the reasons it is kept (shown by --dry-run)."""
+
+    reco_versions: dict[str, list[str]] = field(default_factory=dict)
+    models: dict[str, list[str]] = field(default_factory=dict)
+    popular: dict[str, list[str]] = field(default_factory=dict)
+    datasets: dict[str, list[str]] = field(default_factory=dict)
+    batches: dict[str, list[str]] = field(default_factory=dict)
+
+    @staticmethod
+    def add(kind: dict[str, list[str]], items: Iterable[str | None], why: str) -> None:
+        for item in items:
+            if item:
+                kind.setdefault(item, []).append(why)
+
+
+@dataclass
+class Plan:
+    """What a run would remove, and the keep-set it was computed from."""
+
+    at: datetime
+    days: float
+    cutoff: datetime
+    keep: KeepSet
+    reco_tables: list[tuple[str, str, str]]  # (reco_version, table, status)
+    artifacts: list[tuple[str, list[Path]]]  # (model_version, paths that still exist)
+    datasets: list[Path]
+    batches: list[Path]
+
+    def lines(self) -> list[str]:
+        """The plan for a person: what goes, then the counts of what stays."""
+        out = [f"retention at {self.at.isoformat()}: cutoff {self.cutoff.isoformat()}"]
+        out += [
+            f"remove reco table  {v} ({status}, {table})" for v, table, status in self.reco_tables
+        ]
+        out += [
+            f"remove artifact    {m}: " + ", ".join(map(str, paths)) for m, paths in self.artifacts
+        ]
+        out += [f"remove dataset     {p}" for p in self.datasets]
+        out += [f"remove predictions {p}" for p in self.batches]
+        k = self.keep
+        out.append(
+            f"keep {len(k.reco_versions)} reco versions, {len(k.models)} models, "
+            f"{len(k.datasets)} datasets, {len(k.batches)} prediction batches; every snapshot"
+        )
+        return out
+
+
+@dataclass
+class Removed:
+    """What a real run removed (each list may be shorter than the plan's: a concurrent publish,
+    experiment or load that committed first keeps its item)."""
+
+    reco_versions: list[str] = field(default_factory=list)
+    artifacts: list[str] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
+    batches: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {
+            "reco_versions": self.reco_versions,
+            "artifacts": self.artifacts,
+            "datasets": self.datasets,
+            "prediction_batches": self.batches,
+        }
+
+
+# ------------------------------------------------------------------ what Postgres keeps
+def _rows(cur, name: str, **params: Any) -> list[dict[str, Any]]:
+    cur.execute(query("retention", name), params)
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def read_database(cutoff: datetime, url: str | None = None) -> dict[str, Any]:
+    """The rows the keep-set is computed from, read in one snapshot (repeatable read)."""
+    conn = connect(url)
+    try:
+        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        with conn.cursor() as cur:
+            state = {
+                "pointer": (_rows(cur, "pointer") or [{}])[0],
+                "experiments": [
+                    r["reco_version"] for r in _rows(cur, "experiment_versions", cutoff=cutoff)
+                ],
+                "shadows": [],
+                "models": _rows(cur, "models", cutoff=cutoff),
+                "reco": _rows(cur, "reco_versions"),
+                "popular": _rows(cur, "popular_lists", cutoff=cutoff),
+            }
+            cur.execute(query("retention", "has_shadows"))
+            if cur.fetchone()[0]:
+                state["shadows"] = [
+                    r["reco_version"] for r in _rows(cur, "shadow_versions", cutoff=cutoff)
+                ]
+        conn.rollback()
+    finally:
+        conn.close()
+    return state
+
+
+# ------------------------------------------------------------------ what the lake keeps
+def _newest_answer(manifest: dict[str, Any]) -> datetime:
+    raw = manifest.get("max_event_time") or manifest.get("created_at")
+    when = datetime.fromisoformat(raw)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def split_batches(cutoff: datetime, root: Path | None = None) -> tuple[list[Path], list[Path]]:
+    """(retained, expired) complete prediction batches: expired = newest answer before the
+    cutoff; the newest batch is always retained (the next batch id continues from it)."""
+    base = predictions.predictions_dir(root)
+    manifests = predictions.completed_batches(root)
+    retained, expired = [], []
+    for i, manifest in enumerate(manifests):
+        newest = i == len(manifests) - 1
+        keep = newest or _newest_answer(manifest) >= cutoff
+        (retained if keep else expired).append(base / manifest["batch_id"])
+    return retained, expired
+
+
+def versions_named(batches: Sequence[Path]) -> tuple[set[str], set[str]]:
+    """(model versions, reco versions) that the answers of these batches name."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    files = [str(p) for b in batches for p in sorted((b / predictions.TABLE).rglob("*.parquet"))]
+    if not files:
+        return set(), set()
+    data = ds.dataset(files, format="parquet")
+    present = set(data.schema.names)
+    # Batches written before the log recorded a shadow have no shadow column.
+    columns = [c for c in (MODEL_VERSION_COL, RECO_VERSION_COL, SHADOW_VERSION_COL) if c in present]
+    table = data.to_table(columns=columns)
+    found = {c: {v for v in pc.unique(table[c]).to_pylist() if v} for c in columns}
+    recos = found.get(RECO_VERSION_COL, set()) | found.get(SHADOW_VERSION_COL, set())
+    return found.get(MODEL_VERSION_COL, set()), recos
+
+
+def dataset_dirs(root: Path | None = None) -> list[Path]:
+    """Every dataset under lake/datasets/ (links or plain directories; not hidden siblings)."""
+    base = lake.lake_root(root) / DATASETS
+    if not base.exists():
+        return []
+    return sorted(p for p in base.iterdir() if not p.name.startswith("."))
+
+
+def orphaned_datasets(cutoff: datetime, root: Path | None = None) -> list[Path]:
+    """Datasets whose name is gone but whose hidden `.<id>@…` directory a killed removal left,
+    older than the cutoff (a young one may be a build between its rename and its link)."""
+    base = lake.lake_root(root) / DATASETS
+    found = set()
+    for hidden in base.glob(".*@*") if base.exists() else []:
+        final = base / hidden.name[1:].split("@", 1)[0]
+        old = datetime.fromtimestamp(os.lstat(hidden).st_mtime, UTC) < cutoff
+        if old and not (final.is_symlink() or final.exists()):
+            found.add(final)
+    return sorted(found)
+
+
+def built_at(dataset: Path) -> datetime:
+    """When a dataset was built: its manifest's `built_at`, else the directory's mtime."""
+    try:
+        raw = json.loads((dataset / "manifest.json").read_text())["built_at"]
+        when = datetime.fromisoformat(raw)
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
+    except (OSError, KeyError, ValueError):
+        return datetime.fromtimestamp(os.lstat(dataset).st_mtime, UTC)
+
+
+# ------------------------------------------------------------------ the keep-set
+def keep_set(
+    db: dict[str, Any],
+    named_models: set[str],
+    named_recos: set[str],
+    retained_batches: Sequence[Path],
+) -> KeepSet:
+    """Everything the rule keeps (module docstring), each with why."""
+    keep = KeepSet()
+    pointer = db["pointer"]
+    keep.add(keep.batches, (b.name for b in retained_batches), "answers inside retention")
+    keep.add(keep.reco_versions, [pointer.get("reco_version")], "live")
+    keep.add(keep.reco_versions, [pointer.get("previous_reco_version")], "rollback target")
+    keep.add(keep.reco_versions, db["experiments"], "experiment active or recent")
+    keep.add(keep.reco_versions, db["shadows"], "shadow active or recent")
+    keep.add(keep.reco_versions, named_recos, "named by a retained prediction")
+
+    popular = {r["popular_version"]: r for r in db["popular"]}
+    keep.add(keep.popular, [pointer.get("popular_version")], "live popularity list")
+    keep.add(keep.popular, [pointer.get("previous_popular_version")], "rollback target")
+    keep.add(keep.popular, (v for v in named_models if v in popular), "named by a prediction")
+    keep.add(keep.popular, (v for v, r in popular.items() if r["recent"]), "made recently")
+
+    models = {r["model_version"]: r for r in db["models"]}
+    reco_model = {r["reco_version"]: r["model_version"] for r in db["reco"]}
+    keep.add(keep.models, (m for m, r in models.items() if r["live"]), "in the registry")
+    keep.add(keep.models, (reco_model.get(v) for v in keep.reco_versions), "serves a kept list")
+    keep.add(keep.models, (m for m in named_models if m in models), "named by a prediction")
+    keep.add(
+        keep.models, (popular[v]["baseline_version"] for v in keep.popular), "popularity baseline"
+    )
+    for model in list(keep.models):  # one level: an evaluated twin is never itself a refit
+        keep.add(
+            keep.models, [models.get(model, {}).get("evaluated_as")], f"evaluated twin of {model}"
+        )
+    keep.add(
+        keep.reco_versions,
+        (r["reco_version"] for r in db["reco"]
+         if r["model_version"] in keep.models and r["status"] in publish.ATTACHED),
+        "list of a kept model",
+    )  # fmt: skip
+
+    keep.add(
+        keep.datasets,
+        (_name(models[m]["dataset_path"]) for m in keep.models if m in models),
+        "kept model's data",
+    )
+    keep.add(
+        keep.datasets,
+        (_name(popular[v]["dataset_path"]) for v in keep.popular),
+        "popularity list's data",
+    )
+    return keep
+
+
+def _name(path: str | None) -> str | None:
+    return Path(path).name if path else None
+
+
+# ------------------------------------------------------------------ the plan
+def make_plan(
+    at: datetime | None = None,
+    days: float | None = None,
+    url: str | None = None,
+    root: Path | None = None,
+) -> Plan:
+    """What a run at `at` (default now) would keep and remove; reads only."""
+    at = (at or datetime.now(UTC)).astimezone(UTC)
+    days = settings.retention_days() if days is None else days
+    cutoff = at - timedelta(days=days)
+    db = read_database(cutoff, url)
+    retained, expired = split_batches(cutoff, root)
+    named_models, named_recos = versions_named(retained)
+    keep = keep_set(db, named_models, named_recos, retained)
+    datasets = []
+    for path in dataset_dirs(root):
+        if path.name in keep.datasets:
+            continue
+        if built_at(path) >= cutoff:
+            keep.add(keep.datasets, [path.name], "built recently")
+        else:
+            datasets.append(path)
+    datasets += orphaned_datasets(cutoff, root)
+    return Plan(
+        at=at,
+        days=days,
+        cutoff=cutoff,
+        keep=keep,
+        reco_tables=_reco_tables(keep, url),
+        artifacts=[
+            (r["model_version"], _artifact_paths(r))
+            for r in db["models"]
+            if r["model_version"] not in keep.models and _artifact_paths(r)
+        ],
+        datasets=datasets,
+        batches=expired,
+    )
+
+
+def _reco_tables(keep: KeepSet, url: str | None) -> list[tuple[str, str, str]]:
+    """publish.retire_old's candidates (attached, failed, retired with a table left) not kept."""
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query("versions", "retire_candidates"))
+            rows = cur.fetchall()
+        conn.rollback()
+    finally:
+        conn.close()
+    return [(v, table, status) for v, table, status in rows if v not in keep.reco_versions]
+
+
+def _artifact_paths(model: dict[str, Any]) -> list[Path]:
+    """The model's files still on disk: artifact, scored lists and their scoring bundle."""
+    scored = score.scored_dir(model["model_version"])
+    paths = [Path(model["artifact_path"]), scored, scored.with_name(scored.name + score.BUNDLE_DIR)]
+    return [p for p in paths if p.is_symlink() or p.exists() or _leftovers(p)]
+
+
+def _leftovers(path: Path) -> bool:
+    return path.parent.exists() and any(path.parent.glob(f".{path.name}@*"))
+
+
+# ------------------------------------------------------------------ removal
+def apply(plan: Plan, url: str | None = None, root: Path | None = None) -> Removed:
+    """Remove what the plan lists, each item under publish's locks where it could race."""
+    removed = Removed()
+    for version, table, status in plan.reco_tables:
+        if _retire_table(version, table, status, url):
+            removed.reco_versions.append(version)
+    for model_version, paths in plan.artifacts:
+        if _remove_artifact(model_version, paths, plan.cutoff, url):
+            removed.artifacts.append(model_version)
+    # Read again after the locked steps: a publish or experiment that won a race above keeps
+    # its model, and with it the model's dataset.
+    again = make_plan(plan.at, plan.days, url, root)
+    for path in (p for p in plan.datasets if p in again.datasets):
+        if remove_dir(path):
+            removed.datasets.append(path.name)
+    removed.batches = _remove_batches(plan, root)
+    return removed
+
+
+def _retire_table(version: str, table: str, status: str, url: str | None) -> bool:
+    """publish's retire of one version (it re-reads what is protected under its locks)."""
+    conn = connect(url)
+    try:
+        if status == "retired" or publish._retire_one(conn, version, table, status):
+            publish._drop_version_table(conn, table)
+            return True
+        return False
+    finally:
+        conn.close()
+
+
+def _remove_artifact(
+    model_version: str, paths: list[Path], cutoff: datetime, url: str | None
+) -> bool:
+    """Mark the registry row (committed), then delete its files; False when it is needed now.
+
+    The mark is made under the pointer, experiment and shadow locks publish and retire take,
+    after re-reading that the model is not production, unchanged since before the cutoff, and
+    serves no protected version: a publish or rollback that commits first keeps it. Marking
+    before deleting means a reader never sees an unmarked row without its files.
+    """
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            publish._lock_pointer(cur)
+            cur.execute(query("experiments", "lock_for_retire"))
+            shadows = _lock_shadows(cur)
+            cur.execute(query("retention", "lock_registry"))  # as registry.promote_in does
+            cur.execute(
+                query("retention", "lock_model"), {"model_version": model_version, "cutoff": cutoff}
+            )
+            still_old = cur.fetchone() is not None
+            served = _rows(cur, "served_by_model", model_version=model_version)
+            model_of = {r["reco_version"]: r["model_version"] for r in _rows(cur, "reco_versions")}
+            if not still_old or served or any(model_of.get(v) == model_version for v in shadows):
+                conn.rollback()
+                return False
+            cur.execute(
+                query("retention", "mark_artifact_removed"), {"model_version": model_version}
+            )
+        conn.commit()
+    finally:
+        conn.close()
+    for path in paths:
+        remove_dir(path)
+    return True
+
+
+def _lock_shadows(cur) -> list[str]:
+    """Lock the shadow deployments as retire does (when the table exists); the active ones."""
+    cur.execute(query("retention", "has_shadows"))
+    if not cur.fetchone()[0]:
+        return []
+    cur.execute(query("retention", "lock_shadows"))
+    return [r["reco_version"] for r in _rows(cur, "protected_shadows")]
+
+
+def _remove_batches(plan: Plan, root: Path | None) -> list[str]:
+    """Remove expired prediction batches under the ingest's lock: each is renamed out of the
+    batch-id pattern (readers and the id sequence no longer see it), then deleted."""
+    base = predictions.predictions_dir(root)
+    if not base.exists():
+        return []
+    removed = []
+    with predictions._lock(base):
+        expired = {p.name for p in split_batches(plan.cutoff, root)[1]}  # re-read under the lock
+        for path in plan.batches:
+            if path.name in expired and path.exists():
+                os.rename(path, base / f".{path.name}@removed-{os.getpid()}")
+                removed.append(path.name)
+        lake.fsync_dir(base)
+        for leftover in base.glob(_BATCH_LEFTOVER):
+            shutil.rmtree(leftover)
+    return removed
+
+
+def run(
+    at: datetime | None = None,
+    days: float | None = None,
+    dry_run: bool = False,
+    url: str | None = None,
+    root: Path | None = None,
+) -> dict[str, Any]:
+    """Plan, then (unless `dry_run`) remove; a summary of the plan and of what was removed."""
+    plan = make_plan(at, days, url, root)
+    for line in plan.lines():
+        log.info("%s", line)
+    removed = None if dry_run else apply(plan, url, root)
+    return {
+        "at": plan.at.isoformat(),
+        "cutoff": plan.cutoff.isoformat(),
+        "dry_run": dry_run,
+        "plan": plan.lines(),
+        "removed": removed.as_dict() if removed else None,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`[--dry-run] [--days N] [--at TIME]`: print the plan, or what was removed."""
+    parser = argparse.ArgumentParser(
+        prog="python -m jobs.publish.retention", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the plan, remove nothing")
+    parser.add_argument(
+        "--days", type=float, default=None, help="retention (default RETENTION_DAYS)"
+    )
+    parser.add_argument(
+        "--at", default=None, help="ISO time the run counts back from (default now)"
+    )
+    args = parser.parse_args(argv)
+    at = datetime.fromisoformat(args.at.replace("Z", "+00:00")) if args.at else None
+    if at is not None and at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    summary = run(at, args.days, args.dry_run)
+    print("\n".join(summary["plan"]))
+    if summary["removed"] is not None:
+        for kind, items in summary["removed"].items():
+            print(f"removed {kind}: {', '.join(items) or 'nothing'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
