@@ -507,6 +507,42 @@ def apply_retention(
     return "removed " + ", ".join(f"{len(v)} {k}" for k, v in summary["removed"].items())
 
 
+# ------------------------------------------------------------------ responsible ML (issue 16)
+def fairness_offline(database_url: str | None = None) -> str:
+    """Fairness measures of every published model on its evaluation and published lists
+    (jobs/online/fairness.py): stored, pushed, reported; the JSON path."""
+    from jobs.online import fairness
+
+    return fairness.run_offline(database_url)
+
+
+def fairness_online(
+    days: float = 1.0, window_minutes: int = 60, database_url: str | None = None
+) -> str | None:
+    """Fairness measures of the last `days` of served traffic, per model version and overall
+    (jobs/online/fairness.py); the JSON path (None: no production model or no telemetry)."""
+    from jobs.online import fairness
+
+    return fairness.run_online(days, window_minutes, database_url)
+
+
+def model_cards(database_url: str | None = None) -> str:
+    """A model card (HTML + JSON, path kept in the registry) for every published model
+    (jobs/train/model_card.py); the cards' directory."""
+    from jobs.train import model_card
+
+    model_card.build_all(database_url)
+    return str(model_card.cards_dir())
+
+
+def responsible_index() -> str:
+    """The Responsible ML index of the reports site (jobs/online/responsible_site.py), listing
+    every analysis section and model card found; its path."""
+    from jobs.online import responsible_site
+
+    return responsible_site.build()
+
+
 # ------------------------------------------------------------------ command line
 def run_all(
     families: Sequence[str] = DEFAULT_FAMILIES,
