@@ -160,11 +160,18 @@ def reports_index(cfg: settings_mod.Settings) -> Reply:
         for run, written in runs
     )
     listing = f"<ul>{items}</ul>" if runs else "<p>No training run has written a report yet.</p>"
+    responsible = (
+        f'<p><a href="{site.REPORTS_URL}{site.RESPONSIBLE_DIR}/">Responsible ML</a>: fairness '
+        "measures, model cards and the other analyses of the responsible_ml DAG.</p>"
+        if (cfg.reports_dir / site.RESPONSIBLE_DIR / "index.html").is_file()
+        else ""
+    )
     page = (
         '<!doctype html><html><head><meta charset="utf-8"><link rel="icon" href="data:,">'
         "<title>Model reports</title></head>"
         '<body><p><a href="/">Status</a></p><h1>Model comparison reports</h1>'
-        f"<p>One per training run (dataset id), newest first.</p>{listing}</body></html>"
+        f"{responsible}<p>One per training run (dataset id), newest first.</p>{listing}"
+        "</body></html>"
     )
     return Reply(page.encode(), "text/html; charset=utf-8")
 
