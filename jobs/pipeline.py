@@ -543,6 +543,15 @@ def responsible_index() -> str:
     return responsible_site.build()
 
 
+def shadow_report(version: str, window_minutes: int = 60, database_url: str | None = None) -> str:
+    """Shadow `version` against production over the prediction log and the stream: overlap,
+    would-have-hit rate, coverage and popularity bias, written as report.html + report.json
+    (jobs/online/shadow_report.py); the report directory."""
+    from jobs.online import shadow_report as report
+
+    return report.run(version, window_minutes, database_url)
+
+
 # ------------------------------------------------------------------ command line
 def run_all(
     families: Sequence[str] = DEFAULT_FAMILIES,

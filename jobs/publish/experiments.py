@@ -323,6 +323,21 @@ def active_shadow(url: str | None = None) -> dict | None:
     return dict(zip(("reco_version", "model_version", "started_at"), row, strict=True))
 
 
+def shadow_deployment(reco_version: str, url: str | None = None) -> dict | None:
+    """The latest shadow deployment of `reco_version` (active, started_at, ended_at), or None."""
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query("experiments", "shadow_one"), (reco_version,))
+            row = cur.fetchone()
+        conn.rollback()
+    finally:
+        conn.close()
+    if row is None:
+        return None
+    return dict(zip(("reco_version", "active", "started_at", "ended_at"), row, strict=True))
+
+
 def print_status(exp: dict) -> None:
     """The plan and each arm's progress, as `status` prints them."""
     flag = "ACTIVE" if exp["active"] else "ended"

@@ -17,6 +17,7 @@ EXPECTED_DAGS = {
     "online_evaluation",
     "experiment_report",
     "retention",
+    "shadow_report",
 }
 
 
