@@ -6,7 +6,8 @@ the tables, artifacts and datasets behind every model still in the registry (pro
 whose status changed within RETENTION_DAYS), behind the live and previous (rollback) versions,
 an active or recent experiment or shadow, or a prediction inside the retention period are
 kept; the rest goes, each item under the locks publish takes. Prediction batches older than
-the retention period go too. Snapshots are never removed. Safe to rerun: a second run finds
+the retention period go too, and so do quarantined snapshots judged before it that nothing
+was built from; accepted snapshots are never removed. Safe to rerun: a second run finds
 nothing left to remove.
 """
 

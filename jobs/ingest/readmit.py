@@ -55,6 +55,8 @@ def readmit(
     if row is None:
         current = lake.snapshot_row(snapshot_id, database_url)
         status = current["status"] if current else "not registered"
+        if current and current.get("removed_at"):
+            status = f"removed by retention on {current['removed_at']:%Y-%m-%d}"
         raise NotQuarantined(f"snapshot {snapshot_id} is {status}; only quarantined ones")
     log.warning("snapshot %s re-admitted by %s: %s (was: %s)", snapshot_id, by, reason, row[2])
     return Readmission(snapshot_id, by, reason, row[1], row[2])

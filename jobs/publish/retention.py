@@ -21,11 +21,16 @@ Removed, each item on its own and safe to rerun:
 - the artifact directory and scored lists of a registry row outside the keep-set: the row is
   marked `artifact_removed_at` (never deleted) under the same locks, then the files go;
 - dataset directories under lake/datasets/ outside the keep-set;
-- prediction batches whose newest answer is before the cutoff (under the ingest's lock).
+- prediction batches whose newest answer is before the cutoff (under the ingest's lock);
+- quarantined snapshots ingested and judged before the cutoff that no kept dataset was built
+  from, when every later snapshot of their topic is judged (validation compares a new
+  snapshot's offsets with the one before it): the row is marked `removed_at` (a re-admission
+  is refused from then on), then the directory and its summary go, under the ingest's lock.
 
-Never removed: snapshots (the source of truth: training reads every accepted one, and ingest
-continues from the newest), registry, reco-version, experiment and popularity-list rows, the
-live popularity list, reports, logs, and artifacts no registry row names.
+Never removed: accepted snapshots (the source of truth: the next training reads every
+accepted one) and snapshots not judged yet, the newest snapshot of each topic (ingest
+continues from it); registry, reco-version, snapshot, experiment and popularity-list rows;
+reports, logs, and artifacts no registry row names.
 
 Removing a directory is one rename or unlink (jobs.files.remove_dir): a reader finds it
 whole or not at all, and a kill leaves only hidden `.<name>@…` siblings the next run deletes.
@@ -73,6 +78,7 @@ class KeepSet:
     popular: dict[str, list[str]] = field(default_factory=dict)
     datasets: dict[str, list[str]] = field(default_factory=dict)
     batches: dict[str, list[str]] = field(default_factory=dict)
+    snapshots: dict[str, list[str]] = field(default_factory=dict)
 
     @staticmethod
     def add(kind: dict[str, list[str]], items: Iterable[str | None], why: str) -> None:
@@ -93,6 +99,7 @@ class Plan:
     artifacts: list[tuple[str, list[Path]]]  # (model_version, paths that still exist)
     datasets: list[Path]
     batches: list[Path]
+    snapshots: list[str]
 
     def lines(self) -> list[str]:
         """The plan for a person: what goes, then the counts of what stays."""
@@ -105,10 +112,12 @@ class Plan:
         ]
         out += [f"remove dataset     {p}" for p in self.datasets]
         out += [f"remove predictions {p}" for p in self.batches]
+        out += [f"remove snapshot    {s} (quarantined)" for s in self.snapshots]
         k = self.keep
         out.append(
             f"keep {len(k.reco_versions)} reco versions, {len(k.models)} models, "
-            f"{len(k.datasets)} datasets, {len(k.batches)} prediction batches; every snapshot"
+            f"{len(k.datasets)} datasets, {len(k.batches)} prediction batches, "
+            f"{len(k.snapshots)} snapshots"
         )
         return out
 
@@ -122,6 +131,7 @@ class Removed:
     artifacts: list[str] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
     batches: list[str] = field(default_factory=list)
+    snapshots: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, list[str]]:
         return {
@@ -129,6 +139,7 @@ class Removed:
             "artifacts": self.artifacts,
             "datasets": self.datasets,
             "prediction_batches": self.batches,
+            "snapshots": self.snapshots,
         }
 
 
@@ -154,6 +165,8 @@ def read_database(cutoff: datetime, url: str | None = None) -> dict[str, Any]:
                 "models": _rows(cur, "models", cutoff=cutoff),
                 "reco": _rows(cur, "reco_versions"),
                 "popular": _rows(cur, "popular_lists", cutoff=cutoff),
+                "snapshots": _rows(cur, "snapshots", cutoff=cutoff),
+                "trained": _rows(cur, "trained_snapshots"),
             }
             cur.execute(query("retention", "has_shadows"))
             if cur.fetchone()[0]:
@@ -294,6 +307,73 @@ def _name(path: str | None) -> str | None:
     return Path(path).name if path else None
 
 
+# ------------------------------------------------------------------ snapshots
+def keep_snapshots(keep: KeepSet, db: dict[str, Any], root: Path | None = None) -> None:
+    """Add the snapshots the rule keeps: those a kept model or kept dataset was built from,
+    every one that is not an expired quarantined one, and the newest of each topic."""
+    keep.add(
+        keep.snapshots,
+        (r["snapshot_id"] for r in db["trained"] if r["model_version"] in keep.models),
+        "a kept model was trained on it",
+    )
+    base = lake.lake_root(root) / DATASETS
+    for name in keep.datasets:
+        try:
+            manifest = json.loads((base / name / "manifest.json").read_text())
+        except (OSError, ValueError):
+            continue
+        keep.add(
+            keep.snapshots,
+            (s.get("snapshot_id") for s in manifest.get("snapshots") or []),
+            "in a kept dataset",
+        )
+    keep.add(
+        keep.snapshots,
+        (r["snapshot_id"] for r in db["snapshots"] if not r["expired"]),
+        "source of truth",
+    )
+    newest: dict[str, str] = {}
+    for manifest in lake.completed_snapshots(root):
+        newest[manifest.get("topic")] = manifest["snapshot_id"]  # oldest first: the last wins
+    keep.add(keep.snapshots, newest.values(), "newest of its topic")
+    for row in db["snapshots"]:  # the one before a snapshot still waiting for its verdict
+        if row["status"] == "ingested":
+            keep.add(
+                keep.snapshots, [_previous(row, db["snapshots"])], "validation compares with it"
+            )
+
+
+def _previous(row: dict[str, Any], rows: Sequence[dict[str, Any]]) -> str | None:
+    """The registered snapshot of the same topic just before `row`."""
+    seq = lake.snapshot_seq(row["snapshot_id"])
+    earlier = [
+        r["snapshot_id"]
+        for r in rows
+        if r["topic"] == row["topic"] and lake.snapshot_seq(r["snapshot_id"]) < seq
+    ]
+    return max(earlier, key=lake.snapshot_seq, default=None)
+
+
+def expired_snapshots(keep: KeepSet, db: dict[str, Any], root: Path | None = None) -> list[str]:
+    """Expired quarantined snapshots outside the keep-set whose directory is still there."""
+    return sorted(
+        r["snapshot_id"]
+        for r in db["snapshots"]
+        if r["expired"]
+        and r["snapshot_id"] not in keep.snapshots
+        and _snapshot_files(r["snapshot_id"], root)
+    )
+
+
+def _snapshot_files(snapshot_id: str, root: Path | None) -> list[Path]:
+    """The snapshot's directory and summary, where they (or a killed removal's leftovers) are."""
+    from jobs.ingest import summary
+
+    snap = lake.snapshot_path(snapshot_id, root)
+    paths = [snap, summary.summary_dir(snap)]
+    return [p for p in paths if p.is_symlink() or p.exists() or _leftovers(p)]
+
+
 # ------------------------------------------------------------------ the plan
 def make_plan(
     at: datetime | None = None,
@@ -318,6 +398,7 @@ def make_plan(
         else:
             datasets.append(path)
     datasets += orphaned_datasets(cutoff, root)
+    keep_snapshots(keep, db, root)
     return Plan(
         at=at,
         days=days,
@@ -331,6 +412,7 @@ def make_plan(
         ],
         datasets=datasets,
         batches=expired,
+        snapshots=expired_snapshots(keep, db, root),
     )
 
 
@@ -375,6 +457,7 @@ def apply(plan: Plan, url: str | None = None, root: Path | None = None) -> Remov
         if remove_dir(path):
             removed.datasets.append(path.name)
     removed.batches = _remove_batches(plan, root)
+    removed.snapshots = _remove_snapshots(plan.snapshots, url, root)
     return removed
 
 
@@ -452,6 +535,35 @@ def _remove_batches(plan: Plan, root: Path | None) -> list[str]:
         lake.fsync_dir(base)
         for leftover in base.glob(_BATCH_LEFTOVER):
             shutil.rmtree(leftover)
+    return removed
+
+
+def _remove_snapshots(snapshot_ids: Sequence[str], url: str | None, root: Path | None) -> list[str]:
+    """Mark each snapshot's row (committed, under its row lock: a re-admission in flight
+    commits first and keeps it), then remove its directory and summary; under the ingest's
+    lock, so no ingest reads the lake's snapshot listing meanwhile. A snapshot an earlier,
+    killed run marked only loses the files it still has."""
+    if not snapshot_ids:
+        return []
+    removed = []
+    with lake.ingest_lock(root):
+        conn = connect(url)
+        try:
+            for snapshot_id in snapshot_ids:
+                with conn.cursor() as cur:
+                    cur.execute(query("retention", "lock_snapshot"), {"snapshot_id": snapshot_id})
+                    if cur.fetchone() is None:  # re-admitted meanwhile: kept
+                        conn.rollback()
+                        continue
+                    cur.execute(
+                        query("retention", "mark_snapshot_removed"), {"snapshot_id": snapshot_id}
+                    )
+                conn.commit()
+                for path in _snapshot_files(snapshot_id, root):
+                    remove_dir(path)
+                removed.append(snapshot_id)
+        finally:
+            conn.close()
     return removed
 
 

@@ -1,9 +1,11 @@
 -- Re-admit one quarantined snapshot (jobs.ingest.readmit): record who/why/when, then accept it,
--- in one statement. No row comes back when the snapshot is not quarantined.
+-- in one statement. No row comes back when the snapshot is not quarantined, or when retention
+-- removed its files.
 WITH old AS (
     SELECT snapshot_id, reasons
     FROM snapshots
     WHERE snapshot_id = %(snapshot_id)s AND status = 'quarantined'
+      AND removed_at IS NULL  -- its files were removed by retention (070_retention.sql)
     FOR UPDATE
 ), logged AS (
     INSERT INTO snapshot_readmissions (snapshot_id, readmitted_by, reason, quarantine_reasons)

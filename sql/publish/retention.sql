@@ -75,3 +75,32 @@ WHERE rv.model_version = %(model_version)s AND e.active
 UPDATE model_registry
 SET artifact_removed_at = now()
 WHERE model_version = %(model_version)s AND artifact_removed_at IS NULL
+
+-- name: snapshots
+-- Every registered snapshot; `expired`: quarantined, ingested and judged before the cutoff
+-- (the only kind retention may remove; `removed` once it has).
+SELECT snapshot_id, topic, status, removed_at IS NOT NULL AS removed,
+       status = 'quarantined' AND created_at < %(cutoff)s
+           AND coalesce(validated_at, created_at) < %(cutoff)s AS expired
+FROM snapshots
+
+-- name: trained_snapshots
+-- The snapshots each model's dataset was built from (its stored manifest).
+SELECT m.model_version, s.snap ->> 'snapshot_id' AS snapshot_id
+FROM model_registry AS m
+CROSS JOIN LATERAL jsonb_array_elements(
+    CASE WHEN jsonb_typeof(m.dataset_manifest -> 'snapshots') = 'array'
+         THEN m.dataset_manifest -> 'snapshots' ELSE '[]'::jsonb END
+) AS s (snap)
+
+-- name: lock_snapshot
+-- The snapshot's row, locked, if it is still quarantined (a re-admission, which locks the same
+-- row in sql/ingest/readmit.sql, either commits first or finds it removed); whether an earlier
+-- run marked it already.
+SELECT removed_at IS NOT NULL
+FROM snapshots
+WHERE snapshot_id = %(snapshot_id)s AND status = 'quarantined'
+FOR UPDATE
+
+-- name: mark_snapshot_removed
+UPDATE snapshots SET removed_at = now() WHERE snapshot_id = %(snapshot_id)s AND removed_at IS NULL

@@ -3,3 +3,5 @@
 -- (provenance) say "removed by retention" instead of "missing". Idempotent.
 ALTER TABLE model_registry
     ADD COLUMN IF NOT EXISTS artifact_removed_at timestamptz;  -- artifact and scored lists gone
+ALTER TABLE snapshots
+    ADD COLUMN IF NOT EXISTS removed_at timestamptz;           -- a quarantined snapshot's files gone

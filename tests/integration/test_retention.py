@@ -24,6 +24,7 @@ import pytest
 from contracts import settings
 from contracts.names import PREDICTION_LOG_SEALED, PREDICTION_LOG_STAMP
 from jobs.files import replace_dir
+from jobs.ingest import lake, readmit
 from jobs.online import predictions, provenance
 from jobs.publish import publish, retention, score
 from jobs.train import registry
@@ -61,22 +62,35 @@ def url(postgres):
         yield private
 
 
+# (seq, topic, status, judged at): only s000001 may go. s000002 is accepted, s000004 was
+# judged recently, s000005 comes just before a snapshot not judged yet, s000007 is the newest
+# of its topic.
+SNAPSHOTS = [
+    (1, "movielog", "quarantined", OLD),
+    (2, "movielog", "accepted", OLD),
+    (4, "movielog", "quarantined", NOW),
+    (5, "movielog", "quarantined", OLD),
+    (6, "movielog", "ingested", OLD),
+    (7, "other", "quarantined", OLD),
+]
+
+
 @pytest.fixture
-def lake(tmp_path, monkeypatch) -> Path:
+def lake_dir(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("RECS_VAR_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("RETENTION_DAYS", "30")
     return settings.load().lake_dir
 
 
-def dataset(lake: Path, name: str, built: datetime) -> Path:
+def dataset(lake_dir: Path, name: str, built: datetime) -> Path:
     """A dataset directory laid out as jobs.train.dataset writes it (a replace_dir link)."""
-    tmp = lake / "datasets" / f"_tmp-{name}"
+    tmp = lake_dir / "datasets" / f"_tmp-{name}"
     (tmp / "train").mkdir(parents=True)
     (tmp / "train" / "part-0.parquet").write_bytes(b"rows of " + name.encode())
     (tmp / "manifest.json").write_text(
         json.dumps({"dataset_id": name, "built_at": built.isoformat()})
     )
-    return replace_dir(tmp, lake / "datasets" / name)
+    return replace_dir(tmp, lake_dir / "datasets" / name)
 
 
 def artifact(model_version: str) -> tuple[Path, str]:
@@ -92,9 +106,9 @@ def artifact(model_version: str) -> tuple[Path, str]:
     return final, registry.artifact_sha256(final)
 
 
-def register(url: str, lake: Path, model_version: str, evaluated_as: str | None = None) -> None:
+def register(url: str, lake_dir: Path, model_version: str, evaluated_as: str | None = None) -> None:
     path, sha = artifact(model_version)
-    data = lake / "datasets" / MODELS[model_version][1]
+    data = lake_dir / "datasets" / MODELS[model_version][1]
     manifest = {"dataset_id": data.name, "snapshots": []}
     registry.register(
         model_version, "item_knn", {}, {}, manifest, data, path, sha, 1.0,
@@ -102,7 +116,7 @@ def register(url: str, lake: Path, model_version: str, evaluated_as: str | None 
     )  # fmt: skip
 
 
-def prediction_batch(lake: Path, log_dir: Path, when: datetime, reco_version: str) -> str:
+def prediction_batch(lake_dir: Path, log_dir: Path, when: datetime, reco_version: str) -> str:
     """One batch of the lake table `predictions`, written by the real ingest from a sealed log
     file whose answers were served at `when` by `reco_version`."""
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -121,7 +135,30 @@ def prediction_batch(lake: Path, log_dir: Path, when: datetime, reco_version: st
         "latency_ms": 1.0,
     }
     (log_dir / name).write_text(json.dumps(record) + "\n")
-    return predictions.ingest(log_dir, lake).batch_id
+    return predictions.ingest(log_dir, lake_dir).batch_id
+
+
+def snapshot(url: str, lake_dir: Path, seq: int, topic: str, status: str, when: datetime) -> None:
+    """A snapshot directory with its manifest and summary, registered, judged `status` at
+    `when` (`ingested`: not judged yet)."""
+    snapshot_id = lake.snapshot_id(seq)
+    path = lake.snapshot_path(snapshot_id, lake_dir)
+    (path / "watch").mkdir(parents=True)
+    (path / "watch" / "part-00000.parquet").write_bytes(b"events")
+    manifest = {"snapshot_id": snapshot_id, "topic": topic, "offsets": {}, "row_counts": {}}
+    lake.write_manifest(path, manifest)
+    summary = lake_dir / "summaries" / snapshot_id
+    summary.mkdir(parents=True)
+    (summary / "users.parquet").write_bytes(b"ids")
+    lake.register(manifest, path, database_url=url)
+    if status != "ingested":
+        lake.set_status(snapshot_id, status, database_url=url)
+    rows_of(
+        url,
+        "UPDATE snapshots SET created_at = %s, validated_at = %s WHERE snapshot_id = %s "
+        "RETURNING 1",
+        (when, when, snapshot_id),
+    )
 
 
 def set_times(url: str, model_version: str, status: str, when: datetime) -> None:
@@ -133,14 +170,14 @@ def set_times(url: str, model_version: str, status: str, when: datetime) -> None
     )
 
 
-def build_world(url: str, lake: Path, tmp_path: Path) -> dict[str, str]:
+def build_world(url: str, lake_dir: Path, tmp_path: Path) -> dict[str, str]:
     """The six models (module docstring), their lists, datasets and two prediction batches."""
     for name in ("d-shared", "d-exp", "d-pred", "d-old"):
-        dataset(lake, name, OLD)
-    dataset(lake, "d-building", NOW)  # a training run in progress: no registry row yet
-    register(url, lake, "m-twin")
+        dataset(lake_dir, name, OLD)
+    dataset(lake_dir, "d-building", NOW)  # a training run in progress: no registry row yet
+    register(url, lake_dir, "m-twin")
     for model in ("m-prev", "m-live", "m-exp", "m-pred", "m-old"):
-        register(url, lake, model, evaluated_as="m-twin" if model == "m-live" else None)
+        register(url, lake_dir, model, evaluated_as="m-twin" if model == "m-live" else None)
     for model in ("m-exp", "m-pred", "m-old"):
         seed_version(url, MODELS[model][0], model, USERS, publish_it=False)
     seed_version(url, "r-prev", "m-prev", USERS)
@@ -161,9 +198,13 @@ def build_world(url: str, lake: Path, tmp_path: Path) -> dict[str, str]:
         "VALUES ('exp-recent', 'a', 'r-live', 0.5), ('exp-recent', 'b', 'r-exp', 0.5) "
         "RETURNING 1",
     )
+    for seq, topic, status, when in SNAPSHOTS:
+        snapshot(url, lake_dir, seq, topic, status, when)
     return {
-        "old_batch": prediction_batch(lake, tmp_path / "log", OLD, "r-old"),
-        "new_batch": prediction_batch(lake, tmp_path / "log", NOW - timedelta(days=1), "r-pred"),
+        "old_batch": prediction_batch(lake_dir, tmp_path / "log", OLD, "r-old"),
+        "new_batch": prediction_batch(
+            lake_dir, tmp_path / "log", NOW - timedelta(days=1), "r-pred"
+        ),
     }
 
 
@@ -181,43 +222,60 @@ def removed_mark(url: str, model_version: str):
     )[0][0]
 
 
-def kept_everything_needed(url: str, lake: Path, batches: dict[str, str]) -> None:
+def kept_everything_needed(url: str, lake_dir: Path, batches: dict[str, str]) -> None:
     for reco in ("r-live", "r-prev", "r-exp", "r-pred"):
         assert attached(url, reco), reco
         assert publish.served_rows(reco, url) == len(USERS), reco
     for model in ("m-live", "m-prev", "m-exp", "m-pred", "m-twin"):
         assert on_disk(model) and removed_mark(url, model) is None, model
     for name in ("d-shared", "d-exp", "d-pred", "d-building"):
-        assert (lake / "datasets" / name / "manifest.json").exists(), name
-    assert (predictions.predictions_dir(lake) / batches["new_batch"]).exists()
+        assert (lake_dir / "datasets" / name / "manifest.json").exists(), name
+    assert (predictions.predictions_dir(lake_dir) / batches["new_batch"]).exists()
+    for seq, *_ in SNAPSHOTS[1:]:
+        snapshot_id = lake.snapshot_id(seq)
+        assert (lake.snapshot_path(snapshot_id, lake_dir) / lake.MANIFEST).exists(), snapshot_id
+        assert (lake_dir / "summaries" / snapshot_id).exists(), snapshot_id
+        assert lake.snapshot_row(snapshot_id, url)["removed_at"] is None, snapshot_id
 
 
-def test_retention_removes_only_what_nothing_needs_and_a_rerun_is_a_no_op(url, lake, tmp_path):
-    batches = build_world(url, lake, tmp_path)
-    plan = retention.run(dry_run=True, url=url, root=lake)
+def test_retention_removes_only_what_nothing_needs_and_a_rerun_is_a_no_op(url, lake_dir, tmp_path):
+    batches = build_world(url, lake_dir, tmp_path)
+    plan = retention.run(dry_run=True, url=url, root=lake_dir)
     assert plan["removed"] is None
     removals = [line for line in plan["plan"] if line.startswith("remove")]
-    assert len(removals) == 4, removals
-    for line, item in zip(removals, ("r-old", "m-old", "d-old", batches["old_batch"]), strict=True):
+    assert len(removals) == 5, removals
+    expected = ("r-old", "m-old", "d-old", batches["old_batch"], "s000001")
+    for line, item in zip(removals, expected, strict=True):
         assert item in line
     assert on_disk("m-old") and attached(url, "r-old")  # a dry run removes nothing
 
-    removed = retention.run(url=url, root=lake)["removed"]
+    removed = retention.run(url=url, root=lake_dir)["removed"]
     assert removed == {
         "reco_versions": ["r-old"],
         "artifacts": ["m-old"],
         "datasets": ["d-old"],
         "prediction_batches": [batches["old_batch"]],
+        "snapshots": ["s000001"],
     }
-    kept_everything_needed(url, lake, batches)
+    kept_everything_needed(url, lake_dir, batches)
     assert status_of(url, "r-old") == "retired" and not attached(url, "r-old")
     assert rows_of(url, "SELECT to_regclass(%s)", (publish.table_name("r-old"),)) == [(None,)]
     assert not (settings.load().models_dir / "m-old").exists()
     assert not score.scored_dir("m-old").exists()
-    assert not (lake / "datasets" / "d-old").exists()
-    hidden = [p.name for d in (lake / "datasets", settings.load().models_dir) for p in d.glob(".*")]
+    assert not (lake_dir / "datasets" / "d-old").exists()
+    hidden = [
+        p.name for d in (lake_dir / "datasets", settings.load().models_dir) for p in d.glob(".*")
+    ]
     assert not [h for h in hidden if "old" in h]  # no half-removed sibling left behind
-    assert [m["batch_id"] for m in predictions.completed_batches(lake)] == [batches["new_batch"]]
+    assert [m["batch_id"] for m in predictions.completed_batches(lake_dir)] == [
+        batches["new_batch"]
+    ]
+    # The snapshot's row stays, marked; its files are gone and it can no longer be re-admitted.
+    assert not lake.snapshot_path("s000001", lake_dir).exists()
+    assert not (lake_dir / "summaries" / "s000001").exists()
+    assert lake.snapshot_row("s000001", url)["removed_at"] is not None
+    with pytest.raises(readmit.NotQuarantined, match="removed by retention"):
+        readmit.readmit("s000001", "looked fine after all", "test", url)
 
     # The registry keeps its history; provenance says what happened to the files.
     row = rows_of(
@@ -226,38 +284,61 @@ def test_retention_removes_only_what_nothing_needs_and_a_rerun_is_a_no_op(url, l
     assert row["status"] == "retired" and row["artifact_removed_at"]
     assert provenance.check_artifact(row)["state"] == provenance.REMOVED
 
-    again = retention.run(url=url, root=lake)
+    again = retention.run(url=url, root=lake_dir)
     assert again["removed"] == {
-        "reco_versions": [], "artifacts": [], "datasets": [], "prediction_batches": []
+        "reco_versions": [], "artifacts": [], "datasets": [], "prediction_batches": [],
+        "snapshots": [],
     }  # fmt: skip
     assert not [line for line in again["plan"] if line.startswith("remove")]
-    kept_everything_needed(url, lake, batches)
+    kept_everything_needed(url, lake_dir, batches)
 
 
-def test_a_publish_holding_the_pointer_keeps_the_version_it_publishes(url, lake, tmp_path):
-    batches = build_world(url, lake, tmp_path)
+def test_a_publish_holding_the_pointer_keeps_the_version_it_publishes(url, lake_dir, tmp_path):
+    batches = build_world(url, lake_dir, tmp_path)
     holder = psycopg2.connect(url)
     try:
         begin_publish(holder, "r-old")  # the old model's version, served again mid-run
-        run = Background(retention.run, url=as_app(url, "retention-race"), root=lake)
+        run = Background(retention.run, url=as_app(url, "retention-race"), root=lake_dir)
         wait_for(lambda: waits_on_a_lock(url, "retention-race"), 20, "retention waiting")
         # While it waits, nothing of the version is half gone.
         assert attached(url, "r-old") and on_disk("m-old")
-        assert (lake / "datasets" / "d-old").exists()
+        assert (lake_dir / "datasets" / "d-old").exists()
         holder.commit()
     finally:
         holder.close()
     removed = run.result()["removed"]
     assert removed["reco_versions"] == removed["artifacts"] == removed["datasets"] == []
     assert removed["prediction_batches"] == [batches["old_batch"]]
+    assert removed["snapshots"] == ["s000001"]
     assert rows_of(url, "SELECT reco_version, previous_reco_version FROM serving_pointer") == [
         ("r-old", "r-live")
     ]
     assert status_of(url, "r-old") == "published" and attached(url, "r-old")
     assert publish.served_rows("r-old", url) == len(USERS)
     assert on_disk("m-old") and removed_mark(url, "m-old") is None
-    assert (lake / "datasets" / "d-old" / "manifest.json").exists()
+    assert (lake_dir / "datasets" / "d-old" / "manifest.json").exists()
     # r-prev is no longer the rollback target, but its model changed status too long ago only
     # on paper: the experiment-free, prediction-free r-prev goes on the next run.
-    nxt = retention.run(url=url, root=lake)["removed"]
+    nxt = retention.run(url=url, root=lake_dir)["removed"]
     assert nxt["reco_versions"] == ["r-prev"] and "m-old" not in nxt["artifacts"]
+
+
+def test_a_readmission_in_flight_keeps_its_snapshot(url, lake_dir, tmp_path):
+    from contracts import db
+
+    build_world(url, lake_dir, tmp_path)
+    holder = psycopg2.connect(url)
+    try:
+        with holder.cursor() as cur:  # readmit's own statement, not committed yet
+            params = {"snapshot_id": "s000001", "by": "test", "reason": "inspected"}
+            cur.execute(db.read_sql("ingest/readmit.sql"), params)
+        run = Background(retention.run, url=as_app(url, "retention-readmit"), root=lake_dir)
+        wait_for(lambda: waits_on_a_lock(url, "retention-readmit"), 20, "retention waiting")
+        assert (lake.snapshot_path("s000001", lake_dir) / lake.MANIFEST).exists()
+        holder.commit()
+    finally:
+        holder.close()
+    assert run.result()["removed"]["snapshots"] == []
+    row = lake.snapshot_row("s000001", url)
+    assert (row["status"], row["removed_at"]) == ("accepted", None)
+    assert (lake.snapshot_path("s000001", lake_dir) / lake.MANIFEST).exists()
