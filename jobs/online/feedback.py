@@ -26,6 +26,7 @@ import argparse
 import json
 import logging
 import math
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,14 @@ def summarise(exposure: pd.DataFrame, watches: pd.DataFrame, catalogue_size: int
         row.update(group_row(exposure[pick_e], watches[pick_w], catalogue_size))
         rows.append(row)
     return rows
+
+
+def relabel_days(frame: pd.DataFrame, periods: Mapping[str, Any]) -> pd.DataFrame:
+    """A count frame with each day ('YYYY-MM-DD') replaced by its period in `periods` (e.g. a
+    retraining cycle) and days outside every period dropped: summarise() then pools periods."""
+    out = frame.copy()
+    out[DAY_COL] = out[DAY_COL].astype(str).map(periods)
+    return out[out[DAY_COL].notna()]
 
 
 def version_coverage(exposure: pd.DataFrame, catalogue_size: int) -> list[dict]:
@@ -250,11 +259,17 @@ def catalogue_size(spark, snapshots, lines) -> int:
     return int(union.distinct().count())
 
 
-def measure_lake(
-    spark, snapshots, prediction_batches, days: int = 28, window_minutes: int = WINDOW_MINUTES
-) -> dict[str, Any]:
-    """The feedback measures of the last `days` event-time days of the snapshots: {"rows",
-    "versions", "catalogue", "start", "end", "window_minutes"} (rows empty without data)."""
+def count_frames(
+    spark,
+    snapshots,
+    prediction_batches,
+    days: int = 28,
+    window_minutes: int = WINDOW_MINUTES,
+    catalogue: int | None = None,
+) -> dict[str, Any] | None:
+    """The count frames of the last `days` event-time days of the snapshots: {"exposure",
+    "watches" (pandas, for summarise), "catalogue", "start", "end"}; None without data.
+    `catalogue`: the catalogue's size when known (default: the movies in the data read)."""
     from pyspark.sql import functions as F
 
     from jobs.train.dataset import read_table
@@ -263,7 +278,7 @@ def measure_lake(
     reco = read_table(spark, snapshots, "reco_request", evaluate.RECO_COLUMNS + evaluate.RECO_KEY)
     watch = read_table(spark, snapshots, "watch", [TIME_COL, USER_COL, ITEM_COL])
     if newest is None or reco is None or watch is None:
-        return {"rows": [], "versions": [], "catalogue": 0}
+        return None
     end = datetime.combine(newest.date() + timedelta(days=1), datetime.min.time())
     start = end - timedelta(days=days)
     predictions = read_table(
@@ -276,16 +291,34 @@ def measure_lake(
         predictions = evaluate._empty_predictions(spark)
     in_days = (F.col(TIME_COL) >= F.lit(start)) & (F.col(TIME_COL) < F.lit(end))
     lines = evaluate.attribute(reco.where(in_days), predictions).cache()
-    catalogue = catalogue_size(spark, snapshots, lines)
+    catalogue = catalogue or catalogue_size(spark, snapshots, lines)
     exposure, watches = counts(lines, watch.where(in_days), window_minutes)
     lines.unpersist()
     return {
+        "exposure": exposure,
+        "watches": watches,
+        "catalogue": catalogue,
         "start": start.isoformat(),
         "end": end.isoformat(),
+    }
+
+
+def measure_lake(
+    spark, snapshots, prediction_batches, days: int = 28, window_minutes: int = WINDOW_MINUTES
+) -> dict[str, Any]:
+    """The feedback measures of the last `days` event-time days of the snapshots: {"rows",
+    "versions", "catalogue", "start", "end", "window_minutes"} (rows empty without data)."""
+    frames = count_frames(spark, snapshots, prediction_batches, days, window_minutes)
+    if frames is None:
+        return {"rows": [], "versions": [], "catalogue": 0}
+    catalogue = frames["catalogue"]
+    return {
+        "start": frames["start"],
+        "end": frames["end"],
         "window_minutes": window_minutes,
         "catalogue": catalogue,
-        "rows": summarise(exposure, watches, catalogue),
-        "versions": version_coverage(exposure, catalogue),
+        "rows": summarise(frames["exposure"], frames["watches"], catalogue),
+        "versions": version_coverage(frames["exposure"], catalogue),
     }
 
 
