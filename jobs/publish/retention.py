@@ -384,6 +384,8 @@ def make_plan(
     """What a run at `at` (default now) would keep and remove; reads only."""
     at = (at or datetime.now(UTC)).astimezone(UTC)
     days = settings.retention_days() if days is None else days
+    if days <= 0:
+        raise ValueError(f"a retention period of {days} days would keep nothing")
     cutoff = at - timedelta(days=days)
     db = read_database(cutoff, url)
     retained, expired = split_batches(cutoff, root)
