@@ -1,7 +1,7 @@
-"""train_and_publish: dataset -> train candidates -> evaluate + report -> gate -> refit on all
-data -> score -> publish -> refresh popularity. Every 3 days, when ingestion flags drift or
-online evaluation an accuracy drop (asset events, jobs/train/triggers.py), and manually with
-params.
+"""train_and_publish: spam detection -> dataset (without the flagged accounts) -> train
+candidates -> evaluate + report -> gate -> refit on all data -> score -> publish -> refresh
+popularity. Every 3 days, when ingestion flags drift or online evaluation an accuracy drop
+(asset events, jobs/train/triggers.py), and manually with params.
 Wiring only: each task calls one jobs.pipeline function and returns an id or a path; all
 logic (and every heavy import) lives in jobs/.
 """
@@ -22,6 +22,14 @@ DEFAULT_ARGS = {
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=10),
 }
+
+
+@task
+def detect_spam(params=None) -> str:
+    """Flagged rating-spam accounts (a detection directory) that build_dataset leaves out."""
+    from jobs import pipeline
+
+    return pipeline.detect_spam(params["dataset"] or None)
 
 
 @dag(
@@ -71,10 +79,10 @@ DEFAULT_ARGS = {
 )
 def train_and_publish():
     @task
-    def build_dataset(params=None) -> str:
+    def build_dataset(detection: str, params=None) -> str:
         from jobs import pipeline
 
-        return pipeline.build_dataset(params["window_days"], params["dataset"] or None)
+        return pipeline.build_dataset(params["window_days"], params["dataset"] or None, detection)
 
     @task
     def train(dataset_path: str, params=None) -> list[str]:
@@ -125,7 +133,7 @@ def train_and_publish():
 
         return pipeline.refresh_popularity(dataset_path)
 
-    dataset_path = build_dataset()
+    dataset_path = build_dataset(detect_spam())
     versions = train(dataset_path)
     evaluation = evaluate(dataset_path, versions)
     chosen = refit(dataset_path, gate(evaluation))

@@ -1,9 +1,9 @@
 """The train-and-publish steps the DAG wires together, each taking and returning ids or paths.
 
-build_dataset -> train_candidates -> evaluate_candidates (+ report) -> gate -> refit ->
-score -> publish_scores -> refresh_popularity. Select, then refit: candidates are chosen and
-gated on held-out data; what is scored and published is the gated configuration refitted on
-every interaction of the window (jobs.train.train.refit), linked to its evaluated twin.
+detect_spam -> build_dataset -> train_candidates -> evaluate_candidates (+ report) -> gate ->
+refit -> score -> publish_scores -> refresh_popularity. Select, then refit: candidates are
+chosen and gated on held-out data; what is scored and published is the gated configuration
+refitted on every interaction of the window (jobs.train.train.refit), linked to its evaluated twin.
 `stage_model` scores and stages (attaches, never serves) the lists of a model that an
 experiment arm or a shadow names.
 Every step runs without Airflow (`python -m jobs.pipeline all --families item_knn,hybrid`),
@@ -145,14 +145,32 @@ def sync_catalog(api_url: str | None = None) -> str:
 
 
 # ------------------------------------------------------------------ 1. dataset
-def build_dataset(window_days: float | None = None, dataset_path: str | None = None) -> str:
-    """Dataset directory from the accepted snapshots (or `dataset_path` as given); its path."""
+def detect_spam(dataset_path: str | None = None) -> str:
+    """Flag rating-spam accounts over the accepted snapshots (jobs/train/detect.py); the
+    detection directory, whose accounts build_dataset excludes ("" when `dataset_path` is
+    given: that dataset is used as it was built)."""
+    from jobs.train import dataset, detect
+
+    if dataset_path:
+        return ""
+    return str(detect.run(dataset.default_snapshots()))
+
+
+def build_dataset(
+    window_days: float | None = None,
+    dataset_path: str | None = None,
+    detection: str | None = None,
+) -> str:
+    """Dataset directory from the accepted snapshots without the accounts `detection` flagged
+    (or `dataset_path` as given); its path."""
     from jobs.train import dataset
 
     if dataset_path:
         dataset.read_manifest(dataset_path)  # fails clearly when it is not a dataset
         return str(dataset_path)
-    kwargs = {} if window_days is None else {"window_days": window_days or None}
+    kwargs: dict[str, Any] = {} if window_days is None else {"window_days": window_days or None}
+    if detection:
+        kwargs["exclusion"] = detection
     return str(dataset.build_from_lake(**kwargs))  # the CLI's path too
 
 
@@ -569,7 +587,8 @@ def run_all(
         seconds[step] = round(time.perf_counter() - started, 2)
         return result
 
-    data = timed("dataset", build_dataset, window_days, dataset_path)
+    detection = timed("detect", detect_spam, dataset_path)
+    data = timed("dataset", build_dataset, window_days, dataset_path, detection)
     versions = timed("train", train_candidates, data, families, hyperparameters)
     evaluation = timed("evaluate", evaluate_candidates, data, versions)
     decision = timed("gate", gate, evaluation, tolerance)

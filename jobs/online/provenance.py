@@ -247,6 +247,7 @@ def data_part(model: dict[str, Any] | None, snapshots: list[dict[str, Any]]) -> 
         "dataset_path": model.get("dataset_path"),
         "window": manifest.get("window"),
         "counts": manifest.get("counts"),
+        "exclusion": manifest.get("exclusion"),
         "snapshots": snapshots,
     }
 
@@ -351,6 +352,7 @@ def _data_lines(data: dict[str, Any] | None) -> list[str]:
         f"data       dataset {data['dataset_id']} ({data['dataset_path']})",
         f"           window {window.get('start')} .. {window.get('newest_event')}, "
         f"counts {json.dumps(data['counts'], sort_keys=True)}",
+        _exclusion_line(data.get("exclusion")),
     ]
     for snap in data["snapshots"]:
         offsets = " ".join(
@@ -365,6 +367,16 @@ def _data_lines(data: dict[str, Any] | None) -> list[str]:
             for f in snap["files"]
         ]
     return lines
+
+
+def _exclusion_line(exclusion: dict[str, Any] | None) -> str:
+    if not exclusion:
+        return "           spam exclusion: none (built without a detection)"
+    return (
+        f"           spam exclusion: {exclusion['flagged']} accounts flagged by "
+        f"{exclusion['detector_version']} ({exclusion['detection_id']}), attacked movies "
+        f"{exclusion['attacked_movies']}, list {exclusion['accounts_file']}"
+    )
 
 
 def _code(code: dict[str, Any]) -> str:

@@ -229,8 +229,12 @@ def build_dataset(
     split: str = DEFAULT_SPLIT,
     holdout_days: float | None = None,
     min_test_users: int = DEFAULT_MIN_TEST_USERS,
+    exclusion: str | Path | None = None,
 ) -> Path:
     """Build train/test(/test_cold) Parquet + manifest.json from snapshots; return the directory.
+
+    `exclusion`: a spam detection directory (jobs/train/detect.py) whose flagged accounts'
+    events are dropped before anything else; the manifest records it under `exclusion`.
 
     `out` defaults to settings.lake_dir/datasets/<dataset_id>. Rerunning replaces the output
     atomically (written aside, then swapped in), so a crash never leaves a half dataset.
@@ -247,7 +251,7 @@ def build_dataset(
     )
     snaps = check_arguments(snapshots, rules)
     spark = spark or get_spark("dataset")
-    watch, rate = read_events(spark, snaps)
+    watch, rate = drop_flagged(spark, read_events(spark, snaps), exclusion)
     newest = newest_event(watch, rate)
     start = window_start(newest, window_days)
     watch, rate = apply_window(watch, start), apply_window(rate, start)
@@ -256,7 +260,7 @@ def build_dataset(
     table = table.cache()  # read twice: the cutoff quantile, then the labels
     labelled, cutoff = label(table, newest, rules)
     labelled = labelled.cache()
-    out = Path(out) if out else default_out(newest, snaps, rules)
+    out = Path(out) if out else default_out(newest, snaps, rules, exclusion)
     tmp = out.with_name(f".{out.name}.tmp")
     write_parts(labelled, tmp, parallelism=max(1, spark.sparkContext.defaultParallelism))
     counts, part_times = count_parts(labelled)
@@ -267,6 +271,7 @@ def build_dataset(
     manifest = manifest_for(
         out, snaps, rules, times=times, counts=counts, evaluation=evaluation, source=runtime_source
     )
+    manifest["exclusion"] = exclusion_record(exclusion)
     move_into_place(tmp, out, manifest)
     log.info("dataset %s: %s", out, counts)
     return out
@@ -297,6 +302,31 @@ def read_events(spark, snaps: Sequence[Path]):
     if watch is None and rate is None:
         raise ValueError(f"none of {len(snaps)} snapshots has a watch or rate table")
     return watch, rate
+
+
+def drop_flagged(spark, events: tuple, exclusion: str | Path | None) -> tuple:
+    """(watch, rate) without the events of the accounts the detection flagged."""
+    if exclusion is None:
+        return events
+    from jobs.train import detect
+
+    users = detect.flagged_users(exclusion)
+    if not users:
+        return events
+    flagged = spark.createDataFrame([(u,) for u in users], f"{USER_COL} long")
+    return tuple(
+        None if e is None else e.join(flagged.hint("broadcast"), USER_COL, "left_anti")
+        for e in events
+    )
+
+
+def exclusion_record(exclusion: str | Path | None) -> dict[str, Any] | None:
+    """The manifest's `exclusion`: detector version, flagged count, where the list is."""
+    if exclusion is None:
+        return None
+    from jobs.train import detect
+
+    return detect.exclusion_record(exclusion)
 
 
 def newest_event(watch, rate) -> datetime:
@@ -414,9 +444,14 @@ def label(interactions, newest: datetime, rules: Rules):
     return label_per_user(interactions, rules.test_fraction, rules.min_user_interactions), None
 
 
-def default_out(newest: datetime, snaps: Sequence[Path], rules: Rules) -> Path:
-    """settings.lake_dir/datasets/<dataset_id>."""
-    return settings.load().lake_dir / "datasets" / dataset_id(newest, snaps, rules.id_params())
+def default_out(
+    newest: datetime, snaps: Sequence[Path], rules: Rules, exclusion: str | Path | None = None
+) -> Path:
+    """settings.lake_dir/datasets/<dataset_id> (the exclusion's id hashed in when there is one)."""
+    params = rules.id_params()
+    if exclusion is not None:
+        params["exclusion"] = Path(exclusion).name
+    return settings.load().lake_dir / "datasets" / dataset_id(newest, snaps, params)
 
 
 def write_parts(labelled, tmp: Path, parallelism: int) -> None:
@@ -708,6 +743,9 @@ def arg_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--min-test-users", type=int, default=DEFAULT_MIN_TEST_USERS)
     parser.add_argument("--no-catalog", action="store_true", help="skip catalogue runtimes")
+    parser.add_argument(
+        "--exclusion", type=Path, default=None, help="spam detection directory to exclude"
+    )
     return parser
 
 
@@ -725,6 +763,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         split=args.split,
         holdout_days=args.holdout_days,
         min_test_users=args.min_test_users,
+        exclusion=args.exclusion,
     )
     print(path)
     return path

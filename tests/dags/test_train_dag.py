@@ -11,6 +11,7 @@ from ops import services
 pytestmark = pytest.mark.dags
 
 STEPS = [
+    "detect_spam",
     "build_dataset",
     "train",
     "evaluate",
@@ -55,7 +56,7 @@ def test_manual_params(dag):
 def test_steps_in_order(dag):
     order = [t.task_id for t in dag.topological_sort()]
     assert sorted(order) == sorted(STEPS)
-    positions = [order.index(s) for s in STEPS[:7]]
+    positions = [order.index(s) for s in STEPS[:8]]
     assert positions == sorted(positions)
     assert order.index("refresh_popularity") > order.index("publish")
     assert dag.get_task("refresh_popularity").trigger_rule == "none_failed"
