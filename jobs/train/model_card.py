@@ -201,8 +201,9 @@ def card_html(data: Mapping[str, Any]) -> str:
     """The card as a self-contained HTML page."""
     ev, gate = data["evaluation"], data["gate"]
     gate_text = (
-        f"{'PASSED' if gate['passed'] else 'REJECTED'} ({gate.get('fairness_mode', 'record')} "
-        f"fairness mode): {gate['reason']}"
+        f"{'PASSED' if gate['passed'] else 'REJECTED'} (fairness mode: "
+        f"{gate.get('fairness_mode') or 'none, decided before the fairness rule'}): "
+        f"{gate['reason']}"
         if gate
         else "no gate decision recorded for its evaluated twin"
     )
