@@ -711,6 +711,9 @@ def runtime_env() -> dict[str, str]:
             f"http://127.0.0.1:{cfg.airflow_port}/execution/"
         ),
         "SPARK_LOCAL_IP": "127.0.0.1",
+        # The embedded stack's own Pushgateway, whatever PUSHGATEWAY_URL the caller has (the
+        # test session points its own process's pushes at nothing, not the services').
+        "PUSHGATEWAY_URL": f"http://127.0.0.1:{cfg.pushgateway_port}",
         "PYTHONPATH": str(REPO),
         # Airflow components spawn `airflow …` by name: the venv's bin must come first.
         "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",

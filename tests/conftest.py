@@ -23,6 +23,11 @@ for _name, _value in services.runtime_env().items():
 # An Airflow started by the suite must not schedule runs of its own against the platform's
 # topic while tests drive the DAGs with dag.test(): new DAGs start paused here.
 os.environ.setdefault("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "True")
+# Job functions the tests call in this process push their figures nowhere (a closed port: a
+# logged warning), never to the platform's Pushgateway, where a test's rejected gate would fire
+# TrainingRunRejected. The services keep theirs (ops.services.runtime_env); a monitoring test
+# that wants the pushes unsets this for its own stack.
+os.environ["PUSHGATEWAY_URL"] = "http://127.0.0.1:9"
 
 
 @pytest.fixture(scope="session")
