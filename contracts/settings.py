@@ -242,6 +242,13 @@ def _env_int(name: str, default: int) -> int:
     return int(value)
 
 
+def serving_rate_limit() -> tuple[float, float]:
+    """(requests/s, burst) per client address on /recommend (SERVING_RATE_LIMIT_RPS, default 0
+    = off; SERVING_RATE_LIMIT_BURST, default 2 s worth): serving/ratelimit.py."""
+    rate = env_number("SERVING_RATE_LIMIT_RPS", 0.0)
+    return rate, env_number("SERVING_RATE_LIMIT_BURST", max(1.0, 2 * rate))
+
+
 def serving_host() -> str:
     """Interface gunicorn binds (SERVING_HOST, default loopback)."""
     return os.environ.get("SERVING_HOST") or "127.0.0.1"

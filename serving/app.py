@@ -28,7 +28,7 @@ from werkzeug.routing import PathConverter
 
 from contracts import provenance
 from contracts import settings as settings_mod
-from serving import ab, telemetry
+from serving import ab, ratelimit, telemetry
 from serving.ids import InvalidUserId, parse_user_id
 from serving.state import ServingState
 from serving.store import Pointer, Unavailable
@@ -356,4 +356,5 @@ def create_app(state: ServingState | None = None) -> Flask:
     app.register_error_handler(InvalidUserId, handlers.bad_user_id)
     app.register_error_handler(HTTPException, handlers.http_error)
     app.register_error_handler(Exception, handlers.unexpected)
+    ratelimit.install(app)  # per-client token buckets, when SERVING_RATE_LIMIT_RPS > 0
     return app
