@@ -521,7 +521,8 @@ def apply_retention(
     when = datetime.fromisoformat(at) if at else None
     summary = retention.run(when, dry_run=dry_run, url=database_url)
     if summary["removed"] is None:
-        return f"dry run: {len(summary['plan']) - 2} items would be removed"
+        removals = [line for line in summary["plan"] if line.startswith("remove")]
+        return f"dry run: {len(removals)} items would be removed"
     return "removed " + ", ".join(f"{len(v)} {k}" for k, v in summary["removed"].items())
 
 

@@ -83,7 +83,7 @@ class KeepSet:
     @staticmethod
     def add(kind: dict[str, list[str]], items: Iterable[str | None], why: str) -> None:
         for item in items:
-            if item:
+            if item and why not in kind.get(item, ()):
                 kind.setdefault(item, []).append(why)
 
 
@@ -101,8 +101,9 @@ class Plan:
     batches: list[Path]
     snapshots: list[str]
 
-    def lines(self) -> list[str]:
-        """The plan for a person: what goes, then the counts of what stays."""
+    def lines(self, why: bool = False) -> list[str]:
+        """The plan for a person: what goes, then what stays (with `why`: each kept version,
+        model and dataset with its reasons)."""
         out = [f"retention at {self.at.isoformat()}: cutoff {self.cutoff.isoformat()}"]
         out += [
             f"remove reco table  {v} ({status}, {table})" for v, table, status in self.reco_tables
@@ -114,6 +115,15 @@ class Plan:
         out += [f"remove predictions {p}" for p in self.batches]
         out += [f"remove snapshot    {s} (quarantined)" for s in self.snapshots]
         k = self.keep
+        if why:
+            for kind, items in (
+                ("reco", k.reco_versions),
+                ("model", k.models),
+                ("dataset", k.datasets),
+            ):
+                out += [
+                    f"keep {kind:<8} {item}: {'; '.join(r)}" for item, r in sorted(items.items())
+                ]
         out.append(
             f"keep {len(k.reco_versions)} reco versions, {len(k.models)} models, "
             f"{len(k.datasets)} datasets, {len(k.batches)} prediction batches, "
@@ -277,7 +287,9 @@ def keep_set(
     keep.add(keep.models, (reco_model.get(v) for v in keep.reco_versions), "serves a kept list")
     keep.add(keep.models, (m for m in named_models if m in models), "named by a prediction")
     keep.add(
-        keep.models, (popular[v]["baseline_version"] for v in keep.popular), "popularity baseline"
+        keep.models,
+        (popular.get(v, {}).get("baseline_version") for v in keep.popular),
+        "popularity baseline",
     )
     for model in list(keep.models):  # one level: an evaluated twin is never itself a refit
         keep.add(
@@ -290,16 +302,14 @@ def keep_set(
         "list of a kept model",
     )  # fmt: skip
 
-    keep.add(
-        keep.datasets,
-        (_name(models[m]["dataset_path"]) for m in keep.models if m in models),
-        "kept model's data",
-    )
-    keep.add(
-        keep.datasets,
-        (_name(popular[v]["dataset_path"]) for v in keep.popular),
-        "popularity list's data",
-    )
+    for model in (m for m in keep.models if m in models):
+        keep.add(keep.datasets, [_name(models[model]["dataset_path"])], f"data of {model}")
+    for version in keep.popular:
+        keep.add(
+            keep.datasets,
+            [_name(popular.get(version, {}).get("dataset_path"))],
+            f"data of {version}",
+        )
     return keep
 
 
@@ -578,14 +588,14 @@ def run(
 ) -> dict[str, Any]:
     """Plan, then (unless `dry_run`) remove; a summary of the plan and of what was removed."""
     plan = make_plan(at, days, url, root)
-    for line in plan.lines():
+    for line in plan.lines(why=dry_run):
         log.info("%s", line)
     removed = None if dry_run else apply(plan, url, root)
     return {
         "at": plan.at.isoformat(),
         "cutoff": plan.cutoff.isoformat(),
         "dry_run": dry_run,
-        "plan": plan.lines(),
+        "plan": plan.lines(why=dry_run),
         "removed": removed.as_dict() if removed else None,
     }
 
