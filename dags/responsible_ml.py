@@ -8,7 +8,9 @@ traffic from the stream and the prediction log (online accuracy by group, exposu
 clients got). Both store their results in Postgres `fairness_measures`, push them to the
 Pushgateway (alerts-responsible.yml alerts on a violated requirement) and write
 reports/responsible/fairness/. `model_cards` writes a card per published model and records its
-path in the registry. `index` regenerates reports/responsible/index.html from every section it
+path in the registry. `feedback_loops` measures concentration of exposure and watching, the
+share of watches that followed a listing and coverage per model version over the last 28 days
+(jobs/online/feedback.py). `index` regenerates reports/responsible/index.html from every section it
 finds, whatever happened upstream. docs/responsible-ml.md states the requirements.
 
 To add an analysis (the security report, the feedback-loop report): a task that calls its
@@ -72,6 +74,12 @@ def responsible_ml():
 
         return pipeline.model_cards()
 
+    @task
+    def feedback_loops(params=None) -> str | None:
+        from jobs import pipeline
+
+        return pipeline.feedback_loops(window_minutes=params["window_minutes"])
+
     @task(trigger_rule="all_done")
     def index() -> str:
         from jobs import pipeline
@@ -82,7 +90,7 @@ def responsible_ml():
     cards = model_cards()
     [offline, online] >> cards
     # Every analysis of issue 16 feeds the index; the security and feedback-loop tasks join here.
-    analyses = [offline, online, cards]
+    analyses = [offline, online, cards, feedback_loops()]
     analyses >> index()
 
 

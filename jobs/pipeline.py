@@ -562,6 +562,18 @@ def responsible_index() -> str:
     return responsible_site.build()
 
 
+def feedback_loops(
+    days: int = 28, window_minutes: int = 60, database_url: str | None = None
+) -> str | None:
+    """Feedback-loop measures of the last `days` event-time days of the stream and the
+    prediction log (jobs/online/feedback.py: concentration of exposure and watching, the share
+    of watches that followed a listing, coverage per model version), written as the
+    feedback_loops section of the Responsible ML pages; the JSON path (None: no data yet)."""
+    from jobs.online import feedback
+
+    return feedback.run(days, window_minutes, database_url)
+
+
 def shadow_report(version: str, window_minutes: int = 60, database_url: str | None = None) -> str:
     """Shadow `version` against production over the prediction log and the stream: overlap,
     would-have-hit rate, coverage and popularity bias, written as report.html + report.json

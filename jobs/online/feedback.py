@@ -45,8 +45,9 @@ FROM_REC_COL = "from_rec"
 ALL = evaluate.ALL
 TOP_FRACTION = 0.01
 WINDOW_MINUTES = evaluate.WINDOW_MINUTES
-OUT_DIR = "feedback"  # under settings.reports_dir
-JSON_FILE = "feedback.json"
+SECTION = "feedback_loops"  # reports_dir/responsible/<SECTION>/ (jobs.online.responsible_site)
+JSON_FILE = "report.json"
+HTML_FILE = "report.html"
 PLOT_FILE = "feedback.png"
 
 
@@ -324,15 +325,59 @@ def measure_lake(
 
 # ------------------------------------------------------------------ outputs
 def write(result: dict[str, Any], out_dir: str | Path) -> Path:
-    """feedback.json and feedback.png (the plot) in `out_dir`; the JSON's path."""
+    """report.json, the plot and report.html (plot + tables) in `out_dir`; the JSON's path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / JSON_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2, default=str))
-    tmp.replace(path)  # readers never see half a file
     plot(result["rows"], out_dir / PLOT_FILE)
-    return path
+    for name, text in (
+        (HTML_FILE, report_html(result)),
+        (JSON_FILE, json.dumps(result, indent=2, default=str)),
+    ):
+        tmp = out_dir / f"{name}.tmp"
+        tmp.write_text(text)
+        tmp.replace(out_dir / name)  # readers never see half a file
+    return out_dir / JSON_FILE
+
+
+def report_html(result: dict[str, Any]) -> str:
+    """The section page: what is measured, the plot, the daily rows and the versions."""
+    import html
+
+    days = [r for r in result["rows"] if r[MODEL_VERSION_COL] == ALL]
+    day_cols = ("watches", "watch_gini", "watch_top1_share", "exposure_gini", "coverage",
+                "rec_share")  # fmt: skip
+    version_cols = ("first_day", "last_day", "slots", "served_movies", "coverage")
+
+    def table(rows: list[dict], key: str, cols: tuple[str, ...]) -> str:
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in (key, *cols))
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(_cell(r.get(c)))}</td>" for c in (key, *cols))
+            + "</tr>"
+            for r in rows
+        )  # fmt: skip
+        return f"<table><tr>{head}</tr>{body}</table>"
+
+    span = f"{result.get('start', '?')} to {result.get('end', '?')}"
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Feedback loops</title>"
+        "<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 8px;"
+        "text-align:right}</style></head><body><h1>Feedback loops</h1>"
+        f"<p>Event-time days {html.escape(span)}; catalogue {result.get('catalogue', 0)} "
+        f"movies; a watch counts as recommended when the movie was listed to the user within "
+        f"{result.get('window_minutes', WINDOW_MINUTES)} minutes before "
+        "(jobs/online/feedback.py; docs/responsible-ml.md, Feedback loops).</p>"
+        f"<img src='{PLOT_FILE}' alt='feedback-loop measures per day'>"
+        "<h2>Per day, all model versions</h2>" + table(days, DAY_COL, day_cols)
+        + "<h2>Coverage per model version over its serving life</h2>"
+        + table(result.get("versions", []), MODEL_VERSION_COL, version_cols)
+        + "</body></html>"
+    )  # fmt: skip
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def plot(rows: list[dict], path: str | Path, title: str = "Feedback-loop measures per day") -> Path:
@@ -378,9 +423,8 @@ def run(
     database_url: str | None = None,
     out_dir: str | Path | None = None,
 ) -> str | None:
-    """Measure the last `days` event-time days of the accepted snapshots and write the JSON
-    and plot (default reports_dir/feedback/); the JSON's path (None: nothing accepted yet)."""
-    from contracts import settings
+    """Measure the last `days` event-time days of the accepted snapshots and write the report
+    (default reports_dir/responsible/feedback_loops/); the JSON's path (None: no data yet)."""
     from jobs.ingest import lake
     from jobs.online import predictions
     from jobs.spark import get_spark
@@ -394,7 +438,11 @@ def run(
     wanted = [r.path for r in refs if r.max_event_time and r.max_event_time >= since]
     spark = get_spark("feedback_loops", shuffle_partitions=4)
     result = measure_lake(spark, wanted, predictions.batch_dirs(), days, window_minutes)
-    path = write(result, out_dir or settings.load().reports_dir / OUT_DIR)
+    if out_dir is None:
+        from jobs.online import responsible_site
+
+        out_dir = responsible_site.section_dir(SECTION)
+    path = write(result, out_dir)
     log.info("feedback measures of %d days -> %s", len(result["rows"]), path)
     return str(path)
 
@@ -403,7 +451,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--days", type=int, default=28, help="event-time days to measure")
     parser.add_argument("--window-minutes", type=int, default=WINDOW_MINUTES)
-    parser.add_argument("--out", type=Path, help="directory (default reports_dir/feedback)")
+    parser.add_argument(
+        "--out", type=Path, help="directory (default reports_dir/responsible/feedback_loops)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     print(json.dumps({"path": run(args.days, args.window_minutes, out_dir=args.out)}))

@@ -28,7 +28,7 @@ from tests.support.harness import free_port, wait_for
 
 pytestmark = pytest.mark.dags
 
-STEPS = {"fairness_offline", "fairness_online", "model_cards", "index"}
+STEPS = {"fairness_offline", "fairness_online", "model_cards", "feedback_loops", "index"}
 SCHEMA = ("020_snapshots.sql", "021_catalog.sql", "030_registry.sql", "085_fairness.sql")
 
 
@@ -47,7 +47,12 @@ def test_responsible_ml_dag_shape():
     assert {t.task_id for t in dag.tasks} == STEPS
     assert {"days", "window_minutes"} <= set(dag.params.keys())
     index = dag.get_task("index")
-    assert index.upstream_task_ids == {"fairness_offline", "fairness_online", "model_cards"}
+    assert index.upstream_task_ids == {
+        "fairness_offline",
+        "fairness_online",
+        "model_cards",
+        "feedback_loops",
+    }
     assert index.trigger_rule == "all_done" and dag.get_task("model_cards").trigger_rule == (
         "all_done"
     )
@@ -192,6 +197,7 @@ def test_responsible_ml_on_a_closed_loop(
     # The index lists the fairness section and the card; the figures reached the Pushgateway.
     index = (tmp_path / "var" / "reports" / "responsible" / "index.html").read_text()
     assert "fairness/report.html" in index and f"model_cards/{model}.html" in index
+    assert "feedback_loops/report.html" in index  # jobs/online/feedback.py on the same stream
     pushed = _get(f"{pushgateway}/metrics")
     assert "recs_exposure_share{" in pushed and 'model_version="all"' in pushed
     assert 'job="responsible_fairness_offline"' in pushed

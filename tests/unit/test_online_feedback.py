@@ -139,5 +139,7 @@ def test_write_stores_json_and_plot(tmp_path):
     )
     path = feedback.write({"rows": rows, "versions": []}, tmp_path / "out")
     assert path.exists() and (tmp_path / "out" / feedback.PLOT_FILE).stat().st_size > 1000
+    page = (tmp_path / "out" / feedback.HTML_FILE).read_text()
+    assert f"src='{feedback.PLOT_FILE}'" in page and f"<td>{DAY}</td>" in page
     star = next(r for r in rows if r["model_version"] == "*")
     assert star["exposure_gini"] == pytest.approx(0.5) and star["rec_share"] == 1.0
