@@ -5,7 +5,8 @@ The rule (docs/operations.md "Retention"), with `cutoff` = the run's time - RETE
 Kept (the keep-set), computed from Postgres and the lake at the start of a run:
 - reco versions: live and previous (rollback) in `serving_pointer`; in an experiment that is
   active or ended after the cutoff; in a shadow deployment active or ended after the cutoff;
-  named by a prediction in a retained batch; or the attached list of a kept model;
+  named by a prediction in a retained batch; loaded after the cutoff; or the attached list of
+  a kept model;
 - models (registry rows): production; any whose status changed after the cutoff; the model
   of a kept reco version; one a retained prediction names; the baseline of a popularity list
   that is live, previous, named by a retained prediction or made after the cutoff; and the
@@ -173,7 +174,7 @@ def read_database(cutoff: datetime, url: str | None = None) -> dict[str, Any]:
                 ],
                 "shadows": [],
                 "models": _rows(cur, "models", cutoff=cutoff),
-                "reco": _rows(cur, "reco_versions"),
+                "reco": _rows(cur, "reco_versions", cutoff=cutoff),
                 "popular": _rows(cur, "popular_lists", cutoff=cutoff),
                 "snapshots": _rows(cur, "snapshots", cutoff=cutoff),
                 "trained": _rows(cur, "trained_snapshots"),
@@ -274,6 +275,11 @@ def keep_set(
     keep.add(keep.reco_versions, db["experiments"], "experiment active or recent")
     keep.add(keep.reco_versions, db["shadows"], "shadow active or recent")
     keep.add(keep.reco_versions, named_recos, "named by a retained prediction")
+    keep.add(
+        keep.reco_versions,
+        (r["reco_version"] for r in db["reco"] if r["recent"]),
+        "loaded recently",
+    )
 
     popular = {r["popular_version"]: r for r in db["popular"]}
     keep.add(keep.popular, [pointer.get("popular_version")], "live popularity list")
@@ -507,7 +513,10 @@ def _remove_artifact(
             )
             still_old = cur.fetchone() is not None
             served = _rows(cur, "served_by_model", model_version=model_version)
-            model_of = {r["reco_version"]: r["model_version"] for r in _rows(cur, "reco_versions")}
+            model_of = {
+                r["reco_version"]: r["model_version"]
+                for r in _rows(cur, "reco_versions", cutoff=cutoff)
+            }
             if not still_old or served or any(model_of.get(v) == model_version for v in shadows):
                 conn.rollback()
                 return False

@@ -37,7 +37,10 @@ SELECT model_version, status, status = 'production' OR updated_at >= %(cutoff)s 
 FROM model_registry
 
 -- name: reco_versions
-SELECT reco_version, model_version, status FROM reco_versions
+-- `recent`: loaded at or after the cutoff (kept whatever its model: a version staged for an
+-- experiment or a shadow, or one whose model was never registered).
+SELECT reco_version, model_version, status, created_at >= %(cutoff)s AS recent
+FROM reco_versions
 
 -- name: popular_lists
 -- Popularity lists served now, before (rollback), or made at or after the cutoff.

@@ -186,6 +186,9 @@ def build_world(url: str, lake_dir: Path, tmp_path: Path) -> dict[str, str]:
         set_times(url, model, status, OLD)
     for model in ("m-pred", "m-old"):
         set_times(url, model, "retired", OLD)
+    rows_of(url, "UPDATE reco_versions SET created_at = %s RETURNING 1", (OLD,))
+    # Loaded recently, by a model the registry does not know (staged, or a hand-made list).
+    seed_version(url, "r-fresh", "m-unregistered", USERS, publish_it=False)
     rows_of(
         url,
         "INSERT INTO experiments (experiment_id, salt, active, started_at, ended_at) "
@@ -223,7 +226,7 @@ def removed_mark(url: str, model_version: str):
 
 
 def kept_everything_needed(url: str, lake_dir: Path, batches: dict[str, str]) -> None:
-    for reco in ("r-live", "r-prev", "r-exp", "r-pred"):
+    for reco in ("r-live", "r-prev", "r-exp", "r-pred", "r-fresh"):
         assert attached(url, reco), reco
         assert publish.served_rows(reco, url) == len(USERS), reco
     for model in ("m-live", "m-prev", "m-exp", "m-pred", "m-twin"):
