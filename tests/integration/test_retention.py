@@ -345,3 +345,57 @@ def test_a_readmission_in_flight_keeps_its_snapshot(url, lake_dir, tmp_path):
     row = lake.snapshot_row("s000001", url)
     assert (row["status"], row["removed_at"]) == ("accepted", None)
     assert (lake.snapshot_path("s000001", lake_dir) / lake.MANIFEST).exists()
+
+
+def test_a_run_killed_midway_left_nothing_torn_and_the_next_run_finishes_it(
+    url, lake_dir, tmp_path
+):
+    batches = build_world(url, lake_dir, tmp_path)
+    models_dir = settings.load().models_dir
+    # What a run killed after each item's first step leaves: rows marked, names gone, bytes not.
+    rows_of(
+        url, "UPDATE reco_versions SET status = 'retired' WHERE reco_version = 'r-old' RETURNING 1"
+    )
+    rows_of(
+        url,
+        "UPDATE model_registry SET artifact_removed_at = now() "
+        "WHERE model_version = 'm-old' RETURNING 1",
+    )
+    rows_of(
+        url, "UPDATE snapshots SET removed_at = now() WHERE snapshot_id = 's000001' RETURNING 1"
+    )
+    (models_dir / "m-old").unlink()
+    (lake_dir / "datasets" / "d-old").unlink()
+    for hidden in (lake_dir / "datasets").glob(".d-old@*"):
+        os.utime(hidden, (OLD.timestamp(), OLD.timestamp()), follow_symlinks=False)
+    old_batch = predictions.predictions_dir(lake_dir) / batches["old_batch"]
+    os.rename(old_batch, old_batch.with_name(f".{old_batch.name}@removed-1"))
+    # Readers see each item whole or gone, never half: no listed batch without its files, and
+    # the artifact's row says why its files are missing.
+    assert [m["batch_id"] for m in predictions.completed_batches(lake_dir)] == [
+        batches["new_batch"]
+    ]
+    row = rows_of(
+        url, "SELECT row_to_json(m)::jsonb FROM model_registry AS m WHERE model_version = 'm-old'"
+    )[0][0]
+    assert provenance.check_artifact(row)["state"] == provenance.REMOVED
+
+    removed = retention.run(url=url, root=lake_dir)["removed"]
+    assert removed == {
+        "reco_versions": ["r-old"],
+        "artifacts": ["m-old"],
+        "datasets": ["d-old"],
+        "prediction_batches": [],
+        "snapshots": ["s000001"],
+    }
+    assert rows_of(url, "SELECT to_regclass(%s)", (publish.table_name("r-old"),)) == [(None,)]
+    assert not score.scored_dir("m-old").exists()
+    assert not lake.snapshot_path("s000001", lake_dir).exists()
+    leftovers = [
+        p
+        for d in (models_dir, lake_dir / "datasets", predictions.predictions_dir(lake_dir))
+        for p in d.glob(".*@*")
+        if "old" in p.name or batches["old_batch"] in p.name
+    ]
+    assert leftovers == []
+    kept_everything_needed(url, lake_dir, batches)
