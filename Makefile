@@ -20,7 +20,8 @@ DAYS ?= 14
 
 .PHONY: help setup lint format test test-unit bench run stop services-up services-down status \
 	reset replay import-ratings pipeline serve rollback clean simulate metadata-api demo \
-	experiment-start experiment-stop experiment-status experiment-report provenance
+	experiment-start experiment-stop experiment-status experiment-report provenance \
+	shadow-start shadow-stop shadow-report retention responsible
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -122,6 +123,23 @@ provenance: setup ## Where a served answer came from: make provenance REQUEST=id
 	elif [ -n "$(AT)" ]; then set -- --user "$(USER)" --at "$(AT)"; \
 	else echo "usage: make provenance REQUEST=<id> | USER=<user id> AT=<ISO time> [JSON=1]"; exit 2; fi; \
 	$(PY) -m jobs.online.provenance "$$@" $(if $(JSON),--json)
+
+shadow-start: services-up ## Run VERSION (reco or model version) in shadow: logged beside every answer, never served
+	@$(PY) -m jobs.publish.experiments shadow --version "$(VERSION)"
+
+shadow-stop: services-up ## End the active shadow
+	@$(PY) -m jobs.publish.experiments shadow --stop
+
+shadow-report: services-up ## Compare shadow VERSION with production into .var/reports/shadow/VERSION/ [WINDOW_MINUTES=60]
+	@$(PY) -m jobs.online.shadow_report --version "$(VERSION)" --window-minutes $(or $(WINDOW_MINUTES),60)
+
+retention: services-up ## Remove what the retention rule no longer keeps (DRY_RUN=1: print the plan; DAYS=N)
+	@$(PY) -m jobs.publish.retention $(if $(DRY_RUN),--dry-run) $(if $(DAYS),--days $(DAYS))
+
+responsible: services-up ## Fairness measures, model cards and the Responsible ML pages now [DAYS=1]
+	@$(PY) -m jobs.online.fairness --days $(or $(DAYS),1)
+	@$(PY) -m jobs.train.model_card
+	@$(PY) -c "from jobs import pipeline; print(pipeline.responsible_index())"
 
 clean: ## Remove caches of tools (not .var/ or .cache/)
 	rm -rf .pytest_cache .ruff_cache htmlcov .coverage
