@@ -145,7 +145,14 @@ def live_start(cfg: settings_mod.Settings) -> str:
     return max(now, end + timedelta(seconds=1) if end else now).isoformat(timespec="seconds")
 
 
-LIVE_DAGS = ("movielog_ingest", "catalog_sync", "online_evaluation", "train_and_publish")
+LIVE_DAGS = (
+    "movielog_ingest",
+    "catalog_sync",
+    "online_evaluation",
+    "train_and_publish",
+    "responsible_ml",
+    "retention",
+)
 
 
 def backfill(scale: str, days: int) -> None:
