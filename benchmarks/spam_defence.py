@@ -18,6 +18,7 @@ the ledger's spam accounts and attacked movies. `measure` then:
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,6 +234,7 @@ def measure(
             for name, p in paths.items()
         },
         "exclusion": dataset_exclusion(paths["defended"]),
+        "datasets": {name: str(p) for name, p in paths.items()},
     }
 
 
@@ -241,3 +243,74 @@ def dataset_exclusion(path: Path) -> dict[str, Any] | None:
     from jobs.train import dataset
 
     return dataset.read_manifest(path).get("exclusion")
+
+
+# ------------------------------------------------------------------ through real gunicorn
+SERVED_FAMILY = "svd_surprise"  # the family the attack moves most (bench table)
+UNKNOWN_USER = 10**6  # ids from here on are unknown to every model: the popular list
+
+
+def publish_lists(dataset_path: Path, name: str, users: np.ndarray, url: str) -> str:
+    """SERVED_FAMILY's lists for `users` and the popularity list, fitted on the dataset and
+    published into the database at `url` (audited first); the reco version."""
+    from jobs.models import families
+    from jobs.publish import publish
+    from jobs.train import dataset
+
+    interactions = dataset.load_interactions(dataset_path)
+    model = families.create(SERVED_FAMILY, **MODELS[SERVED_FAMILY]).fit(interactions)
+    lists = model.recommend(users, k=K).sort_values([USER_COL, "rank"])
+    rows = [(int(u), g[ITEM_COL].tolist()) for u, g in lists.groupby(USER_COL)]
+    version = f"spam-{name}"
+    publish.load_recommendations(rows, version, f"{SERVED_FAMILY}-{name}", url)
+    publish.audit(version, expected_users=len(rows), url=url)
+    publish.publish(version, url)
+    popular = families.create("popularity", **MODELS["popularity"]).fit(interactions)
+    window_end = pd.Timestamp(interactions["event_time"].max()).to_pydatetime()
+    items = popular.top(K)[ITEM_COL].tolist()
+    publish.publish_popular(items, window_end, url, popular_version=f"pop-{name}")
+    return version
+
+
+def serving_now(client, user: int, version: str, popular_version: str) -> bool:
+    """Whether the server answers `user` from `version` and unknown users from the popular
+    list `popular_version` (the pointer is re-read every SERVING_REFRESH_S)."""
+    known = client.get(f"/recommend/{user}")[1].get("X-Reco-Version") == version
+    unknown = client.get(f"/recommend/{UNKNOWN_USER}")[1].get("X-Model-Version")
+    return known and unknown == popular_version
+
+
+def served_counts(client, users: list[int], movies: tuple[str, ...]) -> dict[str, int]:
+    """GET /recommend for each user: how many answers hold an attacked movie."""
+    answers = [client.get(f"/recommend/{u}")[2].split(",") for u in users]
+    return {"asked": len(users), "with_attacked": sum(bool(set(a) & set(movies)) for a in answers)}
+
+
+def served_through_gunicorn(
+    paths: dict[str, Path], run: WorldRun, users: np.ndarray, sample: int = 60
+) -> dict[str, Any]:
+    """Per dataset: publish its lists to a throwaway Postgres, serve them with real gunicorn,
+    and count the answers holding an attacked movie for a sample of regular users and of
+    unknown users (who get the popularity list)."""
+    from tests.support.harness import Client, PrivateDatabase, ServingProcess, wait_for
+
+    known = [int(u) for u in np.random.default_rng(0).choice(users, sample, replace=False)]
+    unknown = [UNKNOWN_USER + i for i in range(sample)]
+    db, server, out = PrivateDatabase().create(), None, {}
+    try:
+        for name, path in paths.items():
+            version = publish_lists(path, name, users, db.owner_url)
+            server = server or ServingProcess(db.reader_url).start()
+            client = Client(server.base_url)
+            check = functools.partial(serving_now, client, known[0], version, f"pop-{name}")
+            wait_for(check, 30, f"gunicorn serving {version}")
+            out[name] = {
+                "known": served_counts(client, known, run.attacked),
+                "unknown": served_counts(client, unknown, run.attacked),
+            }
+            client.close()
+    finally:
+        if server is not None:
+            server.stop()
+        db.destroy()
+    return out
