@@ -155,8 +155,9 @@ class Removed:
 
 
 # ------------------------------------------------------------------ what Postgres keeps
-def _rows(cur, name: str, **params: Any) -> list[dict[str, Any]]:
-    cur.execute(query("retention", name), params)
+def _rows(cur, statement, **params: Any) -> list[dict[str, Any]]:
+    """Rows of one statement of sql/publish/retention.sql as dicts."""
+    cur.execute(statement, params)
     names = [d[0] for d in cur.description]
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
@@ -168,21 +169,23 @@ def read_database(cutoff: datetime, url: str | None = None) -> dict[str, Any]:
         conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
         with conn.cursor() as cur:
             state = {
-                "pointer": (_rows(cur, "pointer") or [{}])[0],
+                "pointer": (_rows(cur, query("retention", "pointer")) or [{}])[0],
                 "experiments": [
-                    r["reco_version"] for r in _rows(cur, "experiment_versions", cutoff=cutoff)
+                    r["reco_version"]
+                    for r in _rows(cur, query("retention", "experiment_versions"), cutoff=cutoff)
                 ],
                 "shadows": [],
-                "models": _rows(cur, "models", cutoff=cutoff),
-                "reco": _rows(cur, "reco_versions", cutoff=cutoff),
-                "popular": _rows(cur, "popular_lists", cutoff=cutoff),
-                "snapshots": _rows(cur, "snapshots", cutoff=cutoff),
-                "trained": _rows(cur, "trained_snapshots"),
+                "models": _rows(cur, query("retention", "models"), cutoff=cutoff),
+                "reco": _rows(cur, query("retention", "reco_versions"), cutoff=cutoff),
+                "popular": _rows(cur, query("retention", "popular_lists"), cutoff=cutoff),
+                "snapshots": _rows(cur, query("retention", "snapshots"), cutoff=cutoff),
+                "trained": _rows(cur, query("retention", "trained_snapshots")),
             }
             cur.execute(query("retention", "has_shadows"))
             if cur.fetchone()[0]:
                 state["shadows"] = [
-                    r["reco_version"] for r in _rows(cur, "shadow_versions", cutoff=cutoff)
+                    r["reco_version"]
+                    for r in _rows(cur, query("retention", "shadow_versions"), cutoff=cutoff)
                 ]
         conn.rollback()
     finally:
@@ -213,19 +216,20 @@ def split_batches(cutoff: datetime, root: Path | None = None) -> tuple[list[Path
 def versions_named(batches: Sequence[Path]) -> tuple[set[str], set[str]]:
     """(model versions, reco versions) that the answers of these batches name."""
     import pyarrow.compute as pc
-    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
 
-    files = [str(p) for b in batches for p in sorted((b / predictions.TABLE).rglob("*.parquet"))]
-    if not files:
-        return set(), set()
-    data = ds.dataset(files, format="parquet")
-    present = set(data.schema.names)
-    # Batches written before the log recorded a shadow have no shadow column.
-    columns = [c for c in (MODEL_VERSION_COL, RECO_VERSION_COL, SHADOW_VERSION_COL) if c in present]
-    table = data.to_table(columns=columns)
-    found = {c: {v for v in pc.unique(table[c]).to_pylist() if v} for c in columns}
-    recos = found.get(RECO_VERSION_COL, set()) | found.get(SHADOW_VERSION_COL, set())
-    return found.get(MODEL_VERSION_COL, set()), recos
+    found: dict[str, set[str]] = {MODEL_VERSION_COL: set(), RECO_VERSION_COL: set()}
+    for batch in batches:
+        for path in sorted((batch / predictions.TABLE).rglob("*.parquet")):
+            # File by file: parts written before the log recorded a shadow lack its column,
+            # and one dataset over all files would take the first file's schema.
+            present = set(pq.read_schema(path).names)
+            for column in (MODEL_VERSION_COL, RECO_VERSION_COL, SHADOW_VERSION_COL):
+                if column in present:
+                    values = pc.unique(pq.read_table(path, columns=[column])[column]).to_pylist()
+                    key = MODEL_VERSION_COL if column == MODEL_VERSION_COL else RECO_VERSION_COL
+                    found[key] |= {v for v in values if v}
+    return found[MODEL_VERSION_COL], found[RECO_VERSION_COL]
 
 
 def dataset_dirs(root: Path | None = None) -> list[Path]:
@@ -512,10 +516,10 @@ def _remove_artifact(
                 query("retention", "lock_model"), {"model_version": model_version, "cutoff": cutoff}
             )
             still_old = cur.fetchone() is not None
-            served = _rows(cur, "served_by_model", model_version=model_version)
+            served = _rows(cur, query("retention", "served_by_model"), model_version=model_version)
             model_of = {
                 r["reco_version"]: r["model_version"]
-                for r in _rows(cur, "reco_versions", cutoff=cutoff)
+                for r in _rows(cur, query("retention", "reco_versions"), cutoff=cutoff)
             }
             if not still_old or served or any(model_of.get(v) == model_version for v in shadows):
                 conn.rollback()
@@ -537,7 +541,7 @@ def _lock_shadows(cur) -> list[str]:
     if not cur.fetchone()[0]:
         return []
     cur.execute(query("retention", "lock_shadows"))
-    return [r["reco_version"] for r in _rows(cur, "protected_shadows")]
+    return [r["reco_version"] for r in _rows(cur, query("retention", "protected_shadows"))]
 
 
 def _remove_batches(plan: Plan, root: Path | None) -> list[str]:
