@@ -10,8 +10,14 @@ from __future__ import annotations
 import pytest
 
 from benchmarks import spam_defence as sd
+from jobs import pipeline
+from jobs.ingest import lake, snapshot
+from jobs.online import provenance
+from jobs.train import dataset, detect
+from simulator.faults import read_ledger
 from simulator.generator import SPAM_ACCOUNTS
 from tests.conftest import fresh_topic
+from tests.integration.test_ingest import backfill, private_state
 
 pytestmark = [pytest.mark.integration]
 
@@ -58,3 +64,27 @@ def test_defended_lists_put_attacked_movies_where_a_clean_run_does(measured):
         assert places["undefended"][f"popularity/{movie}"]["rank"] <= 20, movie
         clean_rank = places["clean"][f"popularity/{movie}"]["rank"]
         assert clean_rank is None or clean_rank > 20, (movie, clean_rank)
+
+
+def test_pipeline_steps_detect_exclude_and_record_it(kafka, postgres, spark, tmp_path):
+    """As train_and_publish runs them: detect_spam over the accepted snapshots (registered in a
+    private schema), then build_dataset without the flagged accounts; provenance shows it."""
+    ledger = tmp_path / "ledger.jsonl"
+    with (
+        fresh_topic(kafka) as topic,
+        pytest.MonkeyPatch.context() as patch,
+        private_state(postgres, tmp_path / "var", patch) as url,
+    ):
+        backfill(topic, kafka, "rating_spam=0.01", ledger=ledger, days=2)
+        taken = snapshot.ingest(topic=topic)
+        lake.set_status(taken.manifest["snapshot_id"], "accepted", database_url=url)
+        detection = pipeline.detect_spam()
+        path = pipeline.build_dataset(None, None, detection)
+    truth = {r["user_id"] for r in read_ledger(ledger)[0] if r["kind"] == "rating_spam"}
+    assert truth and set(detect.flagged_users(detection)) == truth
+    assert not truth & set(dataset.load_interactions(path).user_id)
+    manifest = dataset.read_manifest(path)
+    assert manifest["exclusion"]["flagged"] == len(truth)
+    data = provenance.data_part({"dataset_manifest": manifest, "dataset_path": path}, [])
+    text = "\n".join(provenance._data_lines(data))
+    assert f"spam exclusion: {len(truth)} accounts flagged by spam-burst-1" in text
