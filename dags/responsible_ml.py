@@ -80,6 +80,12 @@ def responsible_ml():
 
         return pipeline.feedback_loops(window_minutes=params["window_minutes"])
 
+    @task
+    def security() -> str | None:
+        from jobs import pipeline
+
+        return pipeline.security_report()
+
     @task(trigger_rule="all_done")
     def index() -> str:
         from jobs import pipeline
@@ -90,7 +96,7 @@ def responsible_ml():
     cards = model_cards()
     [offline, online] >> cards
     # Every analysis of issue 16 feeds the index; the security and feedback-loop tasks join here.
-    analyses = [offline, online, cards, feedback_loops()]
+    analyses = [offline, online, cards, feedback_loops(), security()]
     analyses >> index()
 
 

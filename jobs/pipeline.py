@@ -574,6 +574,15 @@ def feedback_loops(
     return feedback.run(days, window_minutes, database_url)
 
 
+def security_report() -> str | None:
+    """The newest rating-spam detection (train_and_publish's detect_spam) as the security
+    section of the Responsible ML pages (jobs/online/security_report.py); the JSON path
+    (None: no detection yet)."""
+    from jobs.online import security_report
+
+    return security_report.run()
+
+
 def shadow_report(version: str, window_minutes: int = 60, database_url: str | None = None) -> str:
     """Shadow `version` against production over the prediction log and the stream: overlap,
     would-have-hit rate, coverage and popularity bias, written as report.html + report.json

@@ -28,7 +28,8 @@ from tests.support.harness import free_port, wait_for
 
 pytestmark = pytest.mark.dags
 
-STEPS = {"fairness_offline", "fairness_online", "model_cards", "feedback_loops", "index"}
+STEPS = {"fairness_offline", "fairness_online", "model_cards", "feedback_loops", "security"}
+STEPS |= {"index"}
 SCHEMA = ("020_snapshots.sql", "021_catalog.sql", "030_registry.sql", "085_fairness.sql")
 
 
@@ -52,6 +53,7 @@ def test_responsible_ml_dag_shape():
         "fairness_online",
         "model_cards",
         "feedback_loops",
+        "security",
     }
     assert index.trigger_rule == "all_done" and dag.get_task("model_cards").trigger_rule == (
         "all_done"

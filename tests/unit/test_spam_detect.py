@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pandas as pd
 
 from jobs.train import detect
@@ -75,3 +78,28 @@ def test_run_writes_the_detection_and_the_exclusion_record(tmp_path):
     assert record["flagged"] == len(detect.flagged_users(out)) == 14  # no watch data: thin
     assert record["attacked_movies"] == ["hit", "obscure"]
     assert detect.read_detection(out)["watch_data"] is False
+
+
+def test_security_section_lists_each_attacked_movie_as_a_violation(tmp_path, monkeypatch):
+    from jobs.online import responsible_site, security_report
+
+    monkeypatch.setenv("RECS_VAR_DIR", str(tmp_path / "var"))
+    assert security_report.run(tmp_path / "flagged") is None  # no detection yet
+    rates, _ = world()
+    snap = tmp_path / "s000001"
+    (snap / "rate" / "event_date=2025-03-01").mkdir(parents=True)
+    rates.to_parquet(snap / "rate" / "event_date=2025-03-01" / "part-00000.parquet")
+    detect.run([snap], tmp_path / "flagged" / "det-1")
+    report = json.loads(Path(security_report.run(tmp_path / "flagged")).read_text())
+    assert report["violations"] == [
+        "rating spam on hit: 8 accounts",
+        "rating spam on obscure: 6 accounts",
+    ]
+    assert report["reasons"] == {"burst": 14, "thin": 14, "identical": 12}  # 101-105, 301-307
+    page = (responsible_site.section_dir("security") / "report.html").read_text()
+    assert "<b>14 accounts flagged</b>" in page
+    responsible_site.build()
+    listing = json.loads((responsible_site.root() / "index.json").read_text())
+    assert {"section": "security", "violations": 2}.items() <= {
+        k: v for s in listing["sections"] if s["section"] == "security" for k, v in s.items()
+    }.items()
