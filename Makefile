@@ -21,7 +21,7 @@ DAYS ?= 14
 .PHONY: help setup lint format test test-unit bench run stop services-up services-down status \
 	reset replay import-ratings pipeline serve rollback clean simulate metadata-api demo \
 	experiment-start experiment-stop experiment-status experiment-report provenance \
-	shadow-start shadow-stop shadow-report retention responsible
+	shadow-start shadow-stop shadow-report retention responsible feedback-loops
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -140,6 +140,9 @@ responsible: services-up ## Fairness measures, model cards and the Responsible M
 	@$(PY) -m jobs.online.fairness --days $(or $(DAYS),1)
 	@$(PY) -m jobs.train.model_card
 	@$(PY) -c "from jobs import pipeline; print(pipeline.responsible_index())"
+
+feedback-loops: setup ## Feedback-loop measures of the last 28 event-time days -> reports/responsible/feedback_loops/
+	@$(PY) -m jobs.online.feedback --days 28
 
 clean: ## Remove caches of tools (not .var/ or .cache/)
 	rm -rf .pytest_cache .ruff_cache htmlcov .coverage
