@@ -21,7 +21,7 @@ from tests.conftest import private_schema
 pytestmark = pytest.mark.dags
 
 START = "2025-03-14"
-STEPS = ["ingest_predictions", "evaluate", "flag_accuracy_drop"]
+STEPS = ["ingest_predictions", "evaluate", "flag_accuracy_drop", "status_page"]
 
 
 def load():
@@ -40,7 +40,10 @@ def test_online_evaluation_dag_shape():
     flag = dag.get_task("flag_accuracy_drop")
     assert [asset.name for asset in flag.outlets] == [pipeline.ACCURACY_DROP_ASSET]
     assert {"hours", "window_minutes", "log_dir"} <= set(dag.params.keys())
-    assert [t.task_id for t in dag.topological_sort()] == STEPS
+    order = [t.task_id for t in dag.topological_sort()]
+    assert order[:2] == STEPS[:2] and set(order) == set(STEPS)
+    assert dag.get_task("status_page").upstream_task_ids == {"evaluate"}
+    assert dag.get_task("status_page").trigger_rule == "all_done"
 
 
 def closed_loop(log_dir) -> tuple[list[bytes], int]:
