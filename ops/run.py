@@ -139,10 +139,20 @@ def last_event_time(consumer, partition) -> datetime | None:
 
 def live_start(cfg: settings_mod.Settings) -> str:
     """Where live users start: now, or after the newest event when the stream is ahead of
-    the clock (a compressed or restarted run), so that event time never goes backwards."""
+    the clock (a compressed or restarted run), so that event time never goes backwards. The
+    newest event is the later of the ingested snapshots' and the topic's last lines (a tail of
+    late or replayed lines can end a partition with an old time)."""
+    from contextlib import closing
+
+    from contracts import db
+
     now = datetime.now().replace(microsecond=0)
-    end = topic_end(cfg)
-    return max(now, end + timedelta(seconds=1) if end else now).isoformat(timespec="seconds")
+    with closing(db.connect(cfg.database_url)) as conn, conn.cursor() as cur:
+        cur.execute(db.read_sql("ops/newest_ingested_event.sql"))
+        ingested = cur.fetchone()[0]
+    ends = [end for end in (topic_end(cfg), ingested) if end is not None]
+    start = max([now, *(end + timedelta(seconds=1) for end in ends)])
+    return start.isoformat(timespec="seconds")
 
 
 LIVE_DAGS = (
