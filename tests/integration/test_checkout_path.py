@@ -8,6 +8,7 @@ reservation `up` makes is a no-op there); the shared services are not touched.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -87,7 +88,7 @@ def test_postgres_starts_from_a_checkout_the_server_user_cannot_enter(checkout):
     conn.close()
 
     status = run(repo, env, "status")
-    assert f"postgres  up   127.0.0.1:{port}" in status.stdout, status.stdout
+    assert re.search(rf"^postgres +up +127\.0\.0\.1:{port}\b", status.stdout, re.M), status.stdout
 
     reset = run(repo, env, "reset")
     assert reset.returncode == 0, reset.stdout + reset.stderr
