@@ -221,6 +221,12 @@ def supervisor_startretries() -> int:
     return _env_int("SUPERVISOR_STARTRETRIES", 30)
 
 
+def batch_niceness() -> int:
+    """Niceness of the embedded Airflow scheduler and DAG processor, and so of every task they
+    run (BATCH_NICENESS, default 10; 0 = as the serving tier)."""
+    return _env_int("BATCH_NICENESS", 10)
+
+
 def kafka_controller_port() -> int:
     """The embedded broker's KRaft controller listener (KAFKA_CONTROLLER_PORT, default the
     bootstrap port + 2 = 9094: the port above Kafka's, 9093, is Alertmanager's in DESIGN.md)."""

@@ -791,10 +791,15 @@ def airflow_programs(env: dict[str, str]) -> list[supervise.Program]:
         "airflow-dag-processor": ["dag-processor"],
         "airflow-triggerer": ["triggerer"],
     }
+    # The scheduler runs every task (LocalExecutor children: Spark, scoring, training) and the
+    # DAG processor parses: batch work, niced so that on a shared machine the serving tier
+    # keeps its latency while a model trains (docs/operations.md).
+    batch = {"airflow-scheduler", "airflow-dag-processor"}
+    nice = ["nice", "-n", str(settings_mod.batch_niceness())]
     return [
         supervise.Program(
             name=name,
-            argv=[_airflow_bin(), *command],
+            argv=[*(nice if name in batch else []), _airflow_bin(), *command],
             log=log_dir / f"{name}.log",
             env=env,
             startsecs=10,

@@ -60,12 +60,19 @@ def test_postgres_runs_in_the_foreground_and_stops_fast(var_dir):
 
 
 def test_airflow_runs_as_four_processes_not_standalone(var_dir):
-    commands = {p.name: p.argv[1:] for p in services.airflow_programs({"AIRFLOW_HOME": "/x"})}
+    argvs = {p.name: p.argv for p in services.airflow_programs({"AIRFLOW_HOME": "/x"})}
+    commands = {
+        name: argv[argv.index(services._airflow_bin()) + 1 :] for name, argv in argvs.items()
+    }
     assert commands["airflow-scheduler"] == ["scheduler"]
     assert commands["airflow-dag-processor"] == ["dag-processor"]
     assert commands["airflow-triggerer"] == ["triggerer"]
     assert commands["airflow-apiserver"][0] == "api-server"
     assert not any("standalone" in argv for argv in commands.values())
+    # batch work (every task runs under the scheduler) yields the CPU to the serving tier
+    assert argvs["airflow-scheduler"][:3] == ["nice", "-n", "10"]
+    assert argvs["airflow-dag-processor"][:3] == ["nice", "-n", "10"]
+    assert argvs["airflow-apiserver"][0] == argvs["airflow-triggerer"][0] == services._airflow_bin()
 
 
 def test_values_are_escaped_for_supervisord(var_dir):
