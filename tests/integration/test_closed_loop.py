@@ -39,7 +39,6 @@ from tests.support.harness import wait_for
 pytestmark = pytest.mark.integration
 
 SCALE, RATE = "small", 1000
-TRAIN_CONF = {"families": ["item_knn"], "gate_min_users": 20}
 EVALUATE_CONF = {"hours": 72, "window_minutes": 60}
 
 
@@ -187,7 +186,7 @@ def test_the_closed_loop_in_compressed_time(loop):
     # 3. the compressed schedule (after a tick's ingestion, so there is new data): update 2,
     # no failed request in between
     assert step(api, "movielog_ingest") == "success"
-    second_id = api.trigger(demo.TRAIN_DAG, TRAIN_CONF)
+    second_id = api.trigger(demo.TRAIN_DAG, demo.TRAIN_CONF)
     assert api.wait_for_run(demo.TRAIN_DAG, second_id, 1200, progress=False)["state"] == "success"
     v2 = served_now(cfg)
     t2 = run.topic_end(cfg)
