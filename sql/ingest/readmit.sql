@@ -5,7 +5,7 @@ WITH old AS (
     SELECT snapshot_id, reasons
     FROM snapshots
     WHERE snapshot_id = %(snapshot_id)s AND status = 'quarantined'
-      AND removed_at IS NULL  -- its files were removed by retention (070_retention.sql)
+      AND removed_at IS NULL  -- its files were removed by retention (020_snapshots.sql)
     FOR UPDATE
 ), logged AS (
     INSERT INTO snapshot_readmissions (snapshot_id, readmitted_by, reason, quarantine_reasons)

@@ -28,3 +28,7 @@ CREATE TABLE IF NOT EXISTS snapshot_readmissions (
     readmitted_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (snapshot_id, readmitted_at)
 );
+
+-- Retention (jobs/publish/retention.py) never deletes a row: a quarantined snapshot whose files
+-- it removed is marked here, and re-admitting it is refused.
+ALTER TABLE snapshots ADD COLUMN IF NOT EXISTS removed_at timestamptz;

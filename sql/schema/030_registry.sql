@@ -32,3 +32,7 @@ CREATE INDEX IF NOT EXISTS model_registry_family_created
 ALTER TABLE model_registry
     ADD COLUMN IF NOT EXISTS evaluated_as text REFERENCES model_registry (model_version),
     ADD COLUMN IF NOT EXISTS trained_on jsonb NOT NULL DEFAULT '{}'::jsonb;
+
+-- Retention (jobs/publish/retention.py) marks a model whose artifact and scored lists it removed;
+-- the row stays, and provenance says "removed by retention" instead of "missing".
+ALTER TABLE model_registry ADD COLUMN IF NOT EXISTS artifact_removed_at timestamptz;
