@@ -23,7 +23,10 @@ PORTS = {
     "ALERT_RECEIVER_PORT": "19095",
     "SERVING_PORT": "18082",
 }
-KNOBS = (
+KNOBS = (  # unset: their defaults (the *_URL ones: the stack on the ports above)
+    "PROMETHEUS_URL",
+    "PUSHGATEWAY_URL",
+    "ALERTMANAGER_URL",
     "PROMETHEUS_SCRAPE_INTERVAL_S",
     "PROMETHEUS_EVALUATION_INTERVAL_S",
     "PROMETHEUS_EXTRA_RULES",
