@@ -31,6 +31,8 @@ import pytest
 
 from contracts import db
 from contracts import settings as settings_mod
+from jobs.ingest import validate
+from jobs.train import registry
 from ops import demo, drill, run, supervise
 from ops.airflow_api import AirflowAPI
 from tests.integration.test_ingest import drifted_lines, produce
@@ -171,7 +173,12 @@ def test_the_closed_loop_in_compressed_time(loop):
     seen = idle_training(api)  # a run the timetable started on unpausing has ended
     before = served_now(cfg)
 
-    # 2. drift past the retrain level: the scheduler retrains (update 1)
+    # 2. drift past the retrain level: the scheduler retrains (update 1), once the served model's
+    # data is older than the cooldown (a model just trained is not retrained for the same news)
+    cooldown = timedelta(hours=float(validate.thresholds()["retrain_cooldown_hours"]) + 1)
+    newest = (registry.production() or {}).get("data_newest_event")
+    if newest is not None:
+        wait_for(lambda: run.topic_end(cfg) > newest + cooldown, 600, "past the cooldown", 2)
     apps["traffic"].stop()
     assert step(api, "movielog_ingest") == "success"  # the users' lines so far: their own snapshot
     produce(cfg.kafka_topic, cfg.kafka_bootstrap_servers, retrain_level_lines(run.topic_end(cfg)))
