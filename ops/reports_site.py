@@ -185,6 +185,10 @@ def reports_index(cfg: settings_mod.Settings) -> Reply:
 
 def data_docs(cfg: settings_mod.Settings, relative: str) -> Reply:
     """A Data Docs file; HTML pages with their CDN references pointing at /vendor/."""
+    # GX links its static files relative to each page, at any depth (a fresh site's validation
+    # pages ask for validations/static/images/favicon.ico); they exist only at the root.
+    if f"/{relative}".find("/static/") > 0:
+        relative = relative[relative.index("static/") :]
     path = resolve(cfg.data_docs_dir, relative)
     if path.suffix != ".html":
         return file_reply(path)
