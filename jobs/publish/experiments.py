@@ -36,7 +36,7 @@ import psycopg2
 
 from contracts.db import connect
 from jobs.online.experiment_analysis import Plan, sample_size
-from jobs.publish.publish import ATTACHED, check_version, query
+from jobs.publish.publish import ATTACHED, check_version, query, read_rows
 
 _VARIANT = re.compile(r"([A-Za-z0-9_-]{1,32})=([^:]+):([0-9.]+)", re.ASCII)
 SHARE_TOLERANCE = 1e-6
@@ -194,14 +194,7 @@ def stop(name: str | None = None, url: str | None = None) -> str | None:
 
 def show(url: str | None = None) -> list[dict]:
     """The recent experiments with their variants, newest first."""
-    conn = connect(url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(query("experiments", "recent"))
-            rows = cur.fetchall()
-        conn.rollback()
-    finally:
-        conn.close()
+    rows = read_rows(query("experiments", "recent"), (), url)
     out: dict[str, dict] = {}
     for exp_id, active, salt, started, ended, variant, version, share in rows:
         entry = out.setdefault(
@@ -222,14 +215,7 @@ def show(url: str | None = None) -> list[dict]:
 
 def describe(name: str | None = None, url: str | None = None) -> dict | None:
     """Experiment `name` (default: the active one) with its plan and variants; None if absent."""
-    conn = connect(url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(query("experiments", "one"), (name, name))
-            rows = cur.fetchall()
-        conn.rollback()
-    finally:
-        conn.close()
+    rows = read_rows(query("experiments", "one"), (name, name), url)
     if not rows:
         return None
     exp_id, active, salt, started, ended, control, base, effect, alpha, power_ = rows[0][:10]
@@ -310,32 +296,18 @@ def stop_shadow(url: str | None = None) -> str | None:
 
 def active_shadow(url: str | None = None) -> dict | None:
     """The active shadow (reco_version, model_version, started_at), or None."""
-    conn = connect(url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(query("experiments", "shadow_active"))
-            row = cur.fetchone()
-        conn.rollback()
-    finally:
-        conn.close()
-    if row is None:
+    rows = read_rows(query("experiments", "shadow_active"), (), url)
+    if not rows:
         return None
-    return dict(zip(("reco_version", "model_version", "started_at"), row, strict=True))
+    return dict(zip(("reco_version", "model_version", "started_at"), rows[0], strict=True))
 
 
 def shadow_deployment(reco_version: str, url: str | None = None) -> dict | None:
     """The latest shadow deployment of `reco_version` (active, started_at, ended_at), or None."""
-    conn = connect(url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(query("experiments", "shadow_one"), (reco_version,))
-            row = cur.fetchone()
-        conn.rollback()
-    finally:
-        conn.close()
-    if row is None:
+    rows = read_rows(query("experiments", "shadow_one"), (reco_version,), url)
+    if not rows:
         return None
-    return dict(zip(("reco_version", "active", "started_at", "ended_at"), row, strict=True))
+    return dict(zip(("reco_version", "active", "started_at", "ended_at"), rows[0], strict=True))
 
 
 def print_status(exp: dict) -> None:

@@ -634,30 +634,28 @@ def _drop_version_table(conn, table: str) -> None:
         conn.autocommit = False
 
 
-def version_status(reco_version: str, url: str | None = None) -> str | None:
-    """The status of one reco version (None: never loaded)."""
+def read_rows(statement, args: tuple = (), url: str | None = None) -> list[tuple]:
+    """Every row of one read-only statement, in its own short transaction."""
     conn = connect(url)
     try:
         with conn.cursor() as cur:
-            cur.execute(query("experiments", "version_status"), (reco_version,))
-            row = cur.fetchone()
+            cur.execute(statement, args)
+            rows = cur.fetchall()
         conn.rollback()
     finally:
         conn.close()
-    return row[0] if row else None
+    return rows
+
+
+def version_status(reco_version: str, url: str | None = None) -> str | None:
+    """The status of one reco version (None: never loaded)."""
+    rows = read_rows(query("experiments", "version_status"), (reco_version,), url)
+    return rows[0][0] if rows else None
 
 
 def served_rows(reco_version: str, url: str | None = None) -> int:
     """Rows the recommendations table holds for `reco_version`."""
-    conn = connect(url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(query("versions", "served_rows"), (reco_version,))
-            count = cur.fetchone()[0]
-        conn.rollback()
-    finally:
-        conn.close()
-    return int(count)
+    return int(read_rows(query("versions", "served_rows"), (reco_version,), url)[0][0])
 
 
 def status(url: str | None = None) -> dict:
