@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from contracts.names import ITEM_COL, RATING_COL, USER_COL
+from contracts.names import ITEM_COL, RATING_COL, TIME_COL, USER_COL
 from jobs.ingest import lake, parse
 
 SUMMARIES = "summaries"
@@ -51,11 +52,19 @@ def summary_dir(snapshot_dir: Path) -> Path:
     return snapshot_dir.parent.parent / SUMMARIES / snapshot_dir.name
 
 
-def column_batches(snapshot_dir: Path, tables: tuple[str, ...], column: str):
-    """One column of some tables of a snapshot, a file at a time (each a ChunkedArray)."""
+def column_batches(
+    snapshot_dir: Path, tables: tuple[str, ...], column: str, since: datetime | None = None
+):
+    """One column of some tables of a snapshot, a file at a time (each a ChunkedArray);
+    with `since`, only rows of that event time or later."""
     for table in tables:
         for path in lake.table_files(Path(snapshot_dir), table):
-            yield pq.read_table(path, columns=[column])[column]
+            if since is None:
+                yield pq.read_table(path, columns=[column])[column]
+                continue
+            part = pq.read_table(path, columns=[column, TIME_COL])
+            moment = pa.scalar(since, part.schema.field(TIME_COL).type)
+            yield part.filter(pc.greater_equal(part[TIME_COL], moment))[column]
 
 
 def distinct(snapshot_dir: Path, tables: tuple[str, ...], column: str) -> pa.Array:

@@ -20,6 +20,7 @@ import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,14 @@ def _hours(manifest: dict) -> float:
     return max(1.0, span / np.timedelta64(1, "h"))
 
 
+def newest_hours(manifest: dict, limits: dict) -> datetime | None:
+    """Start of the snapshot's last `drift_window_hours` of event time (None: all of it)."""
+    hi = manifest.get("max_event_time")
+    if not hi:
+        return None
+    return datetime.fromisoformat(str(hi)) - timedelta(hours=float(limits["drift_window_hours"]))
+
+
 def _events(manifest: dict) -> int:
     counts = manifest["row_counts"]
     return sum(counts.get(t, 0) for t in parse.TABLES)
@@ -138,18 +147,33 @@ def rating_kl(current: Sequence[int], reference: Sequence[int]) -> float:
 
 
 def share_outside(
-    snapshot_dir: Path, tables: tuple[str, ...], column: str, known: pa.Array
+    snapshot_dir: Path,
+    tables: tuple[str, ...],
+    column: str,
+    known: pa.Array,
+    since: datetime | None = None,
 ) -> float | None:
-    """Share of the snapshot's rows whose `column` is not in `known`, read a file at a time."""
+    """Share of the snapshot's rows (of event time `since` or later) whose `column` is not in
+    `known`, read a file at a time."""
     rows = inside = 0
-    for values in summary.column_batches(snapshot_dir, tables, column):
+    for values in summary.column_batches(snapshot_dir, tables, column, since):
         rows += len(values)
         inside += pc.sum(pc.is_in(values, value_set=known)).as_py() or 0
     return None if rows == 0 else 1.0 - inside / rows
 
 
-def drift(snapshot_dir: Path, references: list[tuple[Path, dict]], min_rows: int) -> dict:
+def drift(
+    snapshot_dir: Path,
+    references: list[tuple[Path, dict]],
+    min_rows: int,
+    since: datetime | None = None,
+) -> dict:
     """Rating KL and shares of new users / movies against the references' stored summaries.
+
+    The shares count the events from `since` on: the snapshot's newest event-time hours, so
+    that a long snapshot does not dilute a change that began during it (new movies released
+    at midnight are a small share of a snapshot from 18:00 to 06:00, most of which came
+    before them).
 
     Memory: one file of this snapshot plus the references' distinct ids (never their rows).
     """
@@ -164,7 +188,7 @@ def drift(snapshot_dir: Path, references: list[tuple[Path, dict]], min_rows: int
         (ITEM_COL, summary.MOVIE_TABLES, "new_movie_share"),
     ):
         known = pc.unique(pa.concat_arrays([getattr(r, SUMMARY_FIELD[column]) for r in refs]))
-        out[key] = share_outside(snapshot_dir, tables, column, known)
+        out[key] = share_outside(snapshot_dir, tables, column, known, since)
     return out
 
 
@@ -241,7 +265,7 @@ def aggregates(
     ref_hours = sum(_hours(m) for _, m in references)
     out["volume_ratio"] = (events / _hours(manifest)) / (ref_events / ref_hours)
 
-    out.update(drift(snapshot_dir, references, min_rows))
+    out.update(drift(snapshot_dir, references, min_rows, newest_hours(manifest, limits)))
     return out
 
 

@@ -64,6 +64,34 @@ def test_drift_reads_the_references_summaries_not_their_rows(three, monkeypatch)
     assert facts["reconciled"] and facts["files_verified"]
 
 
+def test_new_movie_share_counts_the_snapshots_newest_hours(tmp_path):
+    """New movies released two hours before a 12-hour snapshot ends are a fifth of its
+    newest three hours (the retrain level's window), not diluted by the ten before them."""
+    root = tmp_path / "lake"
+    reference = make_snapshot(root, 1, day("2025-03-01", range(1, 31), 3))
+    known = [
+        f"2025-03-02T{h:02d}:00:{u:02d},{u},GET /data/m/film+1+1999/0.mpg"
+        for h in range(10)
+        for u in range(1, 9)
+    ]
+    movie = {u: "new+1+2025" if u < 3 else "film+2+1999" for u in range(1, 11)}
+    late = [
+        f"2025-03-02T{h:02d}:30:{u:02d},{u},GET /data/m/{movie[u]}/0.mpg"
+        for h in (10, 11)
+        for u in range(1, 11)
+    ]
+    snapshot = make_snapshot(root, 2, known + late, first_offset=1000)
+    manifest = lake.read_manifest(snapshot)
+    references = [(reference, lake.read_manifest(reference))]
+    facts = validate.aggregates(snapshot, manifest, references, LIMITS)
+    hour_9 = 8  # 09:00 is within three hours of the newest event (11:30)
+    assert facts["new_movie_share"] == pytest.approx(4 / (hour_9 + 20))
+    whole = validate.aggregates(
+        snapshot, manifest, references, {**LIMITS, "drift_window_hours": 24}
+    )
+    assert whole["new_movie_share"] == pytest.approx(4 / (80 + 20))
+
+
 def test_offsets_are_judged_against_the_previous_complete_snapshot(three):
     previous = lake.previous_complete(lake.read_manifest(three[2]), three[2].parent.parent)
     assert previous["snapshot_id"] == "s000002"
