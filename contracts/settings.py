@@ -169,6 +169,15 @@ def retrain_accuracy_drop() -> float:
     return env_number("RETRAIN_ACCURACY_DROP", 0.2)
 
 
+# Training at scale (jobs/train/train.py, docs/models.md "Training at scale")
+def train_spark_rows() -> int:
+    """Interactions above which training runs in Spark: the dataset is read as a Spark
+    DataFrame, kNN similarities are Spark jobs, the rating model is Spark ALS instead of
+    Surprise's SVD (counted: rated interactions) and evaluation uses the Spark metrics
+    (TRAIN_SPARK_ROWS, default 2,000,000)."""
+    return _env_int("TRAIN_SPARK_ROWS", 2_000_000)
+
+
 # Retention (jobs/publish/retention.py, docs/operations.md "Retention")
 def retention_days() -> float:
     """Days that retired models, ended experiments and prediction batches are kept before the

@@ -4,6 +4,8 @@ the README mentions, uses the settings module's variable names and ports, and ho
 from __future__ import annotations
 
 import re
+from pathlib import PurePosixPath
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -56,8 +58,10 @@ def test_variable_names_agree_with_settings(compose):
         "METADATA_API_URL",
     ):
         assert name in env and name in settings.DEFAULTS
-    # the *_URL overrides of the monitoring stack are read by Settings' properties
-    overrides = {"PROMETHEUS_URL", "PUSHGATEWAY_URL", "ALERTMANAGER_URL"}
+    # the *_URL overrides of the monitoring stack are read by Settings' properties; the Spark
+    # worker's size by settings' knobs; PYSPARK_PYTHON is Spark's own (jobs/spark.py)
+    overrides = {"PROMETHEUS_URL", "PUSHGATEWAY_URL", "ALERTMANAGER_URL", "PYSPARK_PYTHON"}
+    overrides |= {"SPARK_WORKER_CORES", "SPARK_WORKER_MEMORY"}
     assert set(env) <= set(settings.DEFAULTS) | overrides
     assert env["PUSHGATEWAY_URL"] == "http://pushgateway:9091"  # the DAG tasks push there
 
@@ -244,3 +248,114 @@ def test_grafana_provisions_the_prometheus_datasource_and_the_dashboards():
     # every panel's datasource is the provisioned one
     used = set(re.findall(r'"uid":\s*"([^"]+)"', "".join(p.read_text() for p in dashboards)))
     assert source["uid"] in used
+
+
+# The Spark cluster: executors run the jobs' Python (jobs.*, numpy, pandas, scipy) on the paths
+# the driver, an Airflow task, hands them.
+SPARK = ("spark-master", "spark-worker")
+DRIVERS = ("airflow-scheduler", "airflow-triggerer", "airflow-dag-processor", "airflow-apiserver")
+DOCKERFILE = REPO / "ops" / "docker" / "Dockerfile"
+
+
+def _pinned(package: str) -> str:
+    [version] = re.findall(
+        rf"^{package}==(\S+)", (REPO / "requirements.txt").read_text(), flags=re.MULTILINE
+    )
+    return version
+
+
+def _spark_home() -> str:
+    """Where the Dockerfile links the installed pyspark package (its bin/ and jars/)."""
+    [home] = re.findall(
+        r"^RUN ln -s .*import os, pyspark.* (\S+)$", DOCKERFILE.read_text(), flags=re.MULTILINE
+    )
+    return home
+
+
+def _default(value: str) -> str:
+    """The default of a `${NAME:-default}` value."""
+    return re.fullmatch(r"\$\{\w+:-(.+)\}", value).group(1)
+
+
+def _named_mounts(service: dict) -> dict[str, str]:
+    """{volume name: container path} of a service's named-volume mounts."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, target = str(volume).split(":")[:2]
+        if not source.startswith(("./", "/")):
+            mounts[source] = target
+    return mounts
+
+
+def test_spark_runs_the_airflow_image(compose):
+    services = compose["services"]
+    airflow = services["airflow-scheduler"]
+    assert airflow["build"]["dockerfile"] == str(DOCKERFILE.relative_to(REPO))
+    for name in SPARK:
+        assert services[name].get("build") == airflow["build"], name
+        assert services[name].get("image") == airflow["image"], name
+
+
+def test_spark_in_the_image_is_the_pinned_pyspark(compose):
+    pin = _pinned("pyspark")
+    dockerfile = DOCKERFILE.read_text()
+    assert re.search(r"^COPY requirements\.txt", dockerfile, flags=re.MULTILINE)
+    assert re.search(r"^RUN pip install .*-r requirements\.txt", dockerfile, flags=re.MULTILINE)
+    # any Spark image named by tag must be the pinned version
+    for name, service in compose["services"].items():
+        image = service.get("image", "")
+        if "spark" in image:
+            assert image.rsplit(":", 1)[-1] == pin, f"{name}: {image} against pyspark=={pin}"
+    # the daemons start from the path the Dockerfile links to the installed pyspark package
+    for name in SPARK:
+        assert compose["services"][name]["command"][0] == f"{_spark_home()}/bin/spark-class"
+
+
+def test_workers_register_with_the_master_the_drivers_use(compose):
+    services = compose["services"]
+    url = compose["x-platform-env"]["SPARK_MASTER_URL"]
+    master = urlsplit(url)
+    assert (master.scheme, master.hostname) == ("spark", "spark-master")
+    assert services[master.hostname]["command"][-1] == "org.apache.spark.deploy.master.Master"
+    # the master binds and advertises the name the others dial, and is checked there
+    assert services["spark-master"]["environment"]["SPARK_MASTER_HOST"] == master.hostname
+    probe = " ".join(services["spark-master"]["healthcheck"]["test"])
+    assert f"/dev/tcp/{master.hostname}/{master.port}" in probe
+    worker = services["spark-worker"]
+    assert worker["deploy"]["replicas"] == 2
+    assert worker["command"][-2:] == ["org.apache.spark.deploy.worker.Worker", url]
+    assert worker["depends_on"]["spark-master"]["condition"] == "service_healthy"
+    env = worker["environment"]
+    assert int(_default(env["SPARK_WORKER_CORES"])) >= 1
+    assert re.fullmatch(r"\d+[mg]", _default(env["SPARK_WORKER_MEMORY"]))
+    # the driver sizes its executors by the worker's size (jobs/spark.py)
+    for name in ("SPARK_WORKER_CORES", "SPARK_WORKER_MEMORY"):
+        assert services["airflow-scheduler"]["environment"][name] == env[name]
+    # a worker advertises its container's address: nothing pins SPARK_LOCAL_IP (0.0.0.0 would
+    # be handed to the master and the driver as the worker's address)
+    assert "SPARK_LOCAL_IP" not in env
+    assert not re.search(r"^ENV .*SPARK_LOCAL_IP", DOCKERFILE.read_text(), flags=re.MULTILINE)
+
+
+def test_executors_run_the_drivers_python(compose):
+    services = compose["services"]
+    python = services["airflow-scheduler"]["environment"]["PYSPARK_PYTHON"]
+    assert services["spark-worker"]["environment"]["PYSPARK_PYTHON"] == python
+    # the official python image's interpreter, the one requirements.txt is installed into
+    assert re.search(r"^FROM python:3\.\d+", DOCKERFILE.read_text(), flags=re.MULTILINE)
+    assert python.startswith("/usr/local/bin/python")
+
+
+def test_workers_share_the_state_volume_with_the_drivers(compose):
+    services = compose["services"]
+    var_dir = compose["x-platform-env"]["RECS_VAR_DIR"]
+    assert "lake" in compose["volumes"]
+    for name in (*DRIVERS, "spark-worker"):
+        assert _named_mounts(services[name]).get("lake") == var_dir, name
+        assert services[name]["environment"]["RECS_VAR_DIR"] == var_dir, name
+    env = services["spark-worker"]["environment"]
+    # executors' scratch on the volume; the worker's own directory outside the root-owned
+    # pyspark package (its default, SPARK_HOME/work), which the image's user may not write
+    assert PurePosixPath(env["SPARK_LOCAL_DIRS"]).is_relative_to(var_dir)
+    assert re.search(r"^USER (?!root)", DOCKERFILE.read_text(), flags=re.MULTILINE)
+    assert not PurePosixPath(env["SPARK_WORKER_DIR"]).is_relative_to(_spark_home())
