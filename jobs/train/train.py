@@ -196,12 +196,18 @@ def train(
 ) -> str:
     """Fit and evaluate `family` by the dataset's protocol, save, register; the model_version.
 
+    Above settings.train_spark_rows() rated interactions a family with a Spark counterpart
+    (svd_surprise) is trained as that family (families.at_scale).
+
     The saved artifact is the model of the (last) evaluation fold: the one whose numbers the
     registry holds. Per-user scores go to evaluate.per_user_path for the gate's bootstrap.
     """
-    params = dict(params or {})
     dataset_path = Path(dataset_path)
-    protocol = (dataset.read_manifest(dataset_path).get("evaluation") or {}).get("protocol")
+    manifest = dataset.read_manifest(dataset_path)
+    family, params = families.at_scale(
+        family, params or {}, manifest.get("counts", {}).get("rated", 0)
+    )
+    protocol = (manifest.get("evaluation") or {}).get("protocol")
     folds = dataset.load_folds(dataset_path)
     log.info("training %s %s on %s (%d folds)", family, params, dataset_path, len(folds))
     model, fit_seconds, result = fit_folds(family, params, folds, K, users_dim)
