@@ -593,6 +593,14 @@ def shadow_report(version: str, window_minutes: int = 60, database_url: str | No
 
 
 # ------------------------------------------------------------------ command line
+def stage_rows(task_id: str, value: Any) -> tuple[int | None, int | None]:
+    """(rows in, rows out) of a finished task of the ingest or training DAG, from its return
+    value (the scale run's table, ops/scenario.py)."""
+    from jobs import scale
+
+    return scale.stage_rows(task_id, value)
+
+
 def run_all(
     families: Sequence[str] = DEFAULT_FAMILIES,
     hyperparameters: str | dict | None = None,

@@ -40,8 +40,9 @@ class AirflowAPI:
             raise RuntimeError(f"Airflow API {method} {path}: {resp.status_code} {resp.text[:500]}")
         return resp.json() if resp.content else {}
 
-    def wait_for_dag(self, dag_id: str, deadline_s: float = 180) -> None:
-        """Poll until the dag-processor has parsed `dag_id` (it runs on its own schedule)."""
+    def wait_for_dag(self, dag_id: str, deadline_s: float = 180, unpause: bool = True) -> None:
+        """Poll until the dag-processor has parsed `dag_id` (it runs on its own schedule), then
+        unpause it unless told not to."""
 
         def parsed():
             try:
@@ -50,7 +51,8 @@ class AirflowAPI:
                 return None
 
         services.wait_until(parsed, deadline_s, f"DAG {dag_id} parsed by Airflow", None, 3)
-        self.call("PATCH", f"/dags/{dag_id}", {"is_paused": False})
+        if unpause:
+            self.call("PATCH", f"/dags/{dag_id}", {"is_paused": False})
 
     def trigger(self, dag_id: str, conf: dict | None = None) -> str:
         run = self.call(
