@@ -18,7 +18,7 @@ FORMAT ?= movietweetings
 SCALE ?= small
 DAYS ?= 14
 
-.PHONY: help setup lint format test test-unit bench run stop services-up services-down status \
+.PHONY: help setup lint format test test-unit bench run scenario stop services-up services-down status \
 	reset replay import-ratings pipeline serve rollback clean simulate metadata-api demo \
 	experiment-start experiment-stop experiment-status experiment-report provenance \
 	shadow-start shadow-stop shadow-report retention responsible feedback-loops
@@ -74,6 +74,9 @@ run: services-up ## The whole system end to end on local services; leaves it run
 
 demo: services-up ## `make run` in compressed time: two automated retrain-and-publish cycles in about 15 minutes
 	@$(PY) -m ops.demo
+
+scenario: services-up ## The 1M-user scenario world through the DAGs: time, memory and rows per stage (docs/scale.md)
+	@$(PY) -m ops.scenario
 
 stop: ## Stop everything `make run` started
 	@test ! -x $(PY) || $(PY) -m ops.run --stop
