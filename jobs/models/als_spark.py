@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from contracts.names import ITEM_COL, RATING_COL, STRENGTH_COL, USER_COL
-from jobs.models.common import FactorModel, id_arrays, index_of
+from jobs.models import spark_input
+from jobs.models.common import FactorModel
 
 DEFAULTS = {
     "rank": 32,
@@ -49,54 +49,65 @@ class SparkALS(FactorModel):
         super().__init__(**params)
         self.params["implicit_prefs"] = as_bool(self.params["implicit_prefs"])
 
-    def fit(self, interactions: pd.DataFrame) -> SparkALS:
-        from pyspark.ml.recommendation import ALS
-
+    def fit(self, interactions) -> SparkALS:
+        """Fit on a pandas frame (uploaded to Spark) or a Spark DataFrame of interactions."""
         from jobs.spark import get_spark
 
+        if not spark_input.is_spark(interactions):
+            spark = get_spark("train-als")
+            interactions = spark.createDataFrame(interactions[[USER_COL, ITEM_COL, self.value_col]])
+        return self.fit_spark(interactions)
+
+    @property
+    def value_col(self) -> str:
+        """The column ALS fits: the implicit strength, or the explicit rating."""
+        return STRENGTH_COL if self.params["implicit_prefs"] else RATING_COL
+
+    def fit_spark(self, interactions) -> SparkALS:
+        """Fit on a Spark DataFrame; the driver collects IDs, factors and the seen CSR only."""
+        from pyspark.ml.recommendation import ALS
+        from pyspark.sql import functions as F
+
         p = self.params
-        implicit = p["implicit_prefs"]
-        value_col = STRENGTH_COL if implicit else RATING_COL
-        rows = interactions[interactions[value_col].notna()]
-        if rows.empty:
-            raise ValueError(f"als_spark needs a non-empty {value_col!r} column to fit")
-        self.user_ids, self.item_ids = id_arrays(rows[USER_COL], rows[ITEM_COL])
-        frame = pd.DataFrame(
-            {
-                "u": index_of(self.user_ids, rows[USER_COL].to_numpy(np.int64)).astype(np.int32),
-                "i": index_of(self.item_ids, rows[ITEM_COL].astype(str).to_numpy()).astype(
-                    np.int32
-                ),
-                "v": rows[value_col].to_numpy(np.float32),
-            }
+        value = F.col(self.value_col)
+        # A pandas frame's missing values arrive as NaN, the Parquet parts' as null.
+        rows = interactions.where(value.isNotNull() & ~F.isnan(value))
+        self.user_ids, self.item_ids = spark_input.id_arrays(rows)
+        if len(self.user_ids) == 0:
+            raise ValueError(f"als_spark needs a non-empty {self.value_col!r} column to fit")
+        data = spark_input.with_index(rows, self.user_ids, self.item_ids).select(
+            spark_input.USER_INDEX,
+            spark_input.ITEM_INDEX,
+            F.col(self.value_col).cast("float").alias(spark_input.VALUE),
         )
-        spark = get_spark("train-als")
-        data = spark.createDataFrame(frame).repartition(int(p["blocks"]))
         als = ALS(
             rank=int(p["rank"]),
             maxIter=int(p["max_iter"]),
             regParam=float(p["reg_param"]),
-            implicitPrefs=implicit,
+            implicitPrefs=p["implicit_prefs"],
             alpha=float(p["alpha"]),
             seed=int(p["seed"]),
             numUserBlocks=int(p["blocks"]),
             numItemBlocks=int(p["blocks"]),
-            userCol="u",
-            itemCol="i",
-            ratingCol="v",
+            userCol=spark_input.USER_INDEX,
+            itemCol=spark_input.ITEM_INDEX,
+            ratingCol=spark_input.VALUE,
             coldStartStrategy="drop",
         )
-        fitted = als.fit(data)
-        self.user_factors = self.factor_matrix(fitted.userFactors.toPandas(), len(self.user_ids))
-        self.item_factors = self.factor_matrix(fitted.itemFactors.toPandas(), len(self.item_ids))
+        fitted = als.fit(data.repartition(int(p["blocks"])))
+        self.user_factors = self.factor_matrix(fitted.userFactors, len(self.user_ids))
+        self.item_factors = self.factor_matrix(fitted.itemFactors, len(self.item_ids))
         self.user_bias = np.zeros(len(self.user_ids))
         self.item_bias = np.zeros(len(self.item_ids))
         self.global_mean = 0.0
         self.biased = 0.0
         self.rating_min, self.rating_max = float(p["rating_min"]), float(p["rating_max"])
-        if not implicit:
-            self.fallback_rating = float(frame["v"].mean())
-        self.fit_seen(interactions, USER_COL, ITEM_COL)
+        if not p["implicit_prefs"]:
+            self.fallback_rating = float(data.agg(F.avg(spark_input.VALUE)).first()[0])
+        shape = (len(self.user_ids), len(self.item_ids))
+        self.seen = spark_input.csr(
+            spark_input.with_index(interactions, self.user_ids, self.item_ids), shape
+        )
         return self
 
     @property
@@ -104,9 +115,13 @@ class SparkALS(FactorModel):
         """Explicit ALS estimates ratings (RMSE/MAE apply); implicit ALS only ranks."""
         return not self.params["implicit_prefs"]
 
-    def factor_matrix(self, factors: pd.DataFrame, n: int) -> np.ndarray:
+    def factor_matrix(self, factors, n: int) -> np.ndarray:
         """Dense (n, rank) float32 matrix from Spark's (id, features) rows (missing ids = 0)."""
         out = np.zeros((n, int(self.params["rank"])), dtype=np.float32)
-        if len(factors):
-            out[factors["id"].to_numpy()] = np.stack(factors["features"].to_numpy())
+        table = factors.select("id", "features").toArrow()
+        if table.num_rows:
+            ids = table.column("id").to_numpy()
+            # Every row has `rank` features: the flattened list column reshapes without copies.
+            flat = table.column("features").combine_chunks().flatten().to_numpy()
+            out[ids] = flat.reshape(len(ids), out.shape[1])
         return out

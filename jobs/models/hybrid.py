@@ -33,8 +33,15 @@ import pandas as pd
 import scipy.sparse as sp
 
 from contracts.names import ITEM_COL, TIME_COL, USER_COL, K
+from jobs.models import spark_input
 from jobs.models.common import ArrayModel, id_arrays, index_of, to_frame, top_k_dense
-from jobs.models.item_knn import neighbours_scipy, neighbours_spark, recent_history
+from jobs.models.item_knn import (
+    choose_engine,
+    neighbours_from_frame,
+    neighbours_scipy,
+    neighbours_spark,
+    recent_history,
+)
 from jobs.train.splits import per_user_later_split, temporal_split
 
 log = logging.getLogger(__name__)
@@ -55,7 +62,7 @@ DEFAULTS: dict[str, Any] = {
     "fallback_blend": 0.9,
     "fallback_history_half_life_days": 7.0,
     "engine": "auto",
-    "spark_threshold": 2_000_000,
+    "spark_threshold": None,  # None: settings.train_spark_rows()
     "seed": 42,
 }
 TIE = 1e-6  # the prior breaks ties between equal blended scores (e.g. no kNN evidence)
@@ -86,6 +93,17 @@ def ages_days(times: pd.Series, reference: pd.Timestamp | pd.Series) -> np.ndarr
     delta = pd.to_datetime(reference) - pd.to_datetime(times)
     seconds = delta.dt.total_seconds() if isinstance(delta, pd.Series) else delta.total_seconds()
     return np.maximum(np.asarray(seconds, dtype=np.float64) / DAY, 0.0)
+
+
+def spark_decay(reference, half_life_days: float):
+    """decay(ages_days(event_time, reference)) as a Spark column expression."""
+    from pyspark.sql import functions as F
+
+    # Microseconds since the epoch of TIMESTAMP or TIMESTAMP_NTZ (the session is in UTC).
+    micros = F.unix_micros(F.col(TIME_COL).cast("timestamp"))
+    age_micros = F.unix_micros(reference.cast("timestamp")) - micros
+    age = F.greatest(age_micros.cast("double") / F.lit(DAY * 1e6), F.lit(0.0))
+    return F.pow(F.lit(2.0), -age / F.lit(float(half_life_days)))
 
 
 def as_auto(value: Any) -> float | None:
@@ -125,27 +143,20 @@ class HybridKNN(ArrayModel):
         self.validation: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ fit
-    def fit(self, interactions: pd.DataFrame) -> HybridKNN:
-        if interactions.empty:
-            raise ValueError("hybrid cannot fit on an empty training split")
+    def fit(self, interactions) -> HybridKNN:
+        """Fit on a pandas frame, or on a Spark DataFrame (fit_spark)."""
         cols = (USER_COL, ITEM_COL, TIME_COL)
         missing = [c for c in cols if c not in interactions.columns]
         if missing:
             raise ValueError(f"hybrid needs columns {missing} in the training interactions")
+        if spark_input.is_spark(interactions):
+            return self.fit_spark(interactions)
+        if interactions.empty:
+            raise ValueError("hybrid cannot fit on an empty training split")
         frame = interactions[list(cols)].copy()
         frame[ITEM_COL] = frame[ITEM_COL].astype(str)
         frame[TIME_COL] = pd.to_datetime(frame[TIME_COL])
-        p = self.params
-        blend, half_life = as_auto(p["blend"]), as_auto(p["half_life_days"])
-        history = p["history_half_life_days"]
-        history_auto = isinstance(history, str) and history.strip().lower() == "auto"
-        if blend is not None and not 0.0 <= blend <= 1.0:
-            raise ValueError(f"blend must be in [0, 1] or 'auto', not {blend}")
-        if half_life is not None and half_life <= 0:
-            raise ValueError(f"half_life_days must be positive or 'auto', not {half_life}")
-        if not history_auto and history is not None and float(history) <= 0:
-            raise ValueError(f"history_half_life_days must be positive, null or 'auto': {history}")
-        history = None if history_auto or history is None else float(history)
+        blend, half_life, history, history_auto = self.given_values()
         if blend is None or half_life is None or history_auto:
             blend, half_life, history = self.choose_on_validation(
                 frame, blend, half_life, history, history_auto, *cols
@@ -157,6 +168,84 @@ class HybridKNN(ArrayModel):
         self.item_prior = self.prior(frame, self.half_life_days, ITEM_COL, TIME_COL)
         return self
 
+    def given_values(self) -> tuple[float | None, float | None, float | None, bool]:
+        """(blend, half-life, history half-life, history is 'auto') from the params, checked;
+        None for a value to choose on validation."""
+        p = self.params
+        blend, half_life = as_auto(p["blend"]), as_auto(p["half_life_days"])
+        history = p["history_half_life_days"]
+        history_auto = isinstance(history, str) and history.strip().lower() == "auto"
+        if blend is not None and not 0.0 <= blend <= 1.0:
+            raise ValueError(f"blend must be in [0, 1] or 'auto', not {blend}")
+        if half_life is not None and half_life <= 0:
+            raise ValueError(f"half_life_days must be positive or 'auto', not {half_life}")
+        if not history_auto and history is not None and float(history) <= 0:
+            raise ValueError(f"history_half_life_days must be positive, null or 'auto': {history}")
+        history = None if history_auto or history is None else float(history)
+        return blend, half_life, history, history_auto
+
+    def fit_spark(self, interactions) -> HybridKNN:
+        """The same model from a Spark DataFrame: neighbours, history weights and the prior are
+        Spark jobs; the driver collects the ID arrays, `seen`, `neighbours` and `item_prior`.
+
+        Values left "auto" take the fallback_* params (recorded in `validation`): the
+        validation grid runs on pandas frames and is not yet carved out in Spark.
+        """
+        from pyspark.sql import functions as F
+
+        blend, half_life, history, history_auto = self.given_values()
+        if blend is None or half_life is None or history_auto:
+            _, _, _, fallback = self.grid_values(blend, half_life, history, history_auto)
+            blend, half_life, history = fallback
+            self.validation = {"skipped": "fitted from Spark: the fallback_* values are used"}
+            log.warning("hybrid from Spark: validation not run; using %s", fallback)
+        self.blend, self.half_life_days = float(blend), float(half_life)
+        self.history_half_life_days = history
+        p = self.params
+        self.user_ids, self.item_ids = spark_input.id_arrays(interactions)
+        if len(self.user_ids) == 0:
+            raise ValueError("hybrid cannot fit on an empty training split")
+        indexed = spark_input.with_index(interactions, self.user_ids, self.item_ids)
+        recent = spark_input.recent(indexed, int(p["max_history"]), TIME_COL)
+        self.neighbours = neighbours_from_frame(
+            recent.withColumn(spark_input.VALUE, F.lit(1.0)),
+            len(self.item_ids),
+            int(p["neighbours"]),
+            float(p["shrink"]),
+        )
+        self.seen = self.history_spark(indexed, history)
+        self.item_prior = self.prior_spark(indexed, self.half_life_days)
+        return self
+
+    def history_spark(self, indexed, half_life: float | None) -> sp.csr_matrix:
+        """history() from an indexed Spark DataFrame (spark_input.with_index)."""
+        from pyspark.sql import Window
+        from pyspark.sql import functions as F
+
+        weight = F.lit(1.0)
+        if half_life is not None:
+            last = F.max(TIME_COL).over(Window.partitionBy(spark_input.USER_INDEX))
+            weight = spark_decay(last, half_life)
+        weighted = indexed.withColumn(spark_input.VALUE, F.greatest(weight, F.lit(MIN_WEIGHT)))
+        shape = (len(self.user_ids), len(self.item_ids))
+        return spark_input.csr(weighted, shape, spark_input.VALUE)
+
+    def prior_spark(self, indexed, half_life: float) -> np.ndarray:
+        """prior() from an indexed Spark DataFrame: decayed counts per movie, max scaled to 1."""
+        from pyspark.sql import functions as F
+
+        newest = F.lit(indexed.agg(F.max(TIME_COL)).first()[0])
+        per_item = (
+            indexed.withColumn("w", spark_decay(newest, half_life))
+            .groupBy(spark_input.ITEM_INDEX)
+            .agg(F.sum("w").alias("w"))
+        )
+        i, w = spark_input.column_arrays(per_item, spark_input.ITEM_INDEX, "w")
+        prior = np.zeros(len(self.item_ids))
+        prior[i] = w
+        top = prior.max(initial=0.0)
+        return prior / top if top > 0 else prior
+
     def fit_state(self, frame: pd.DataFrame, user_col: str, item_col: str, time_col: str) -> None:
         """user_ids, item_ids and the kNN `neighbours` (binary recent history) from `frame`."""
         p = self.params
@@ -164,11 +253,7 @@ class HybridKNN(ArrayModel):
         recent = recent_history(frame, int(p["max_history"]), user_col, time_col)
         ru = index_of(self.user_ids, recent[user_col].to_numpy(np.int64))
         ri = index_of(self.item_ids, recent[item_col].to_numpy())
-        engine = p["engine"]
-        if engine == "auto":
-            engine = "spark" if len(recent) > int(p["spark_threshold"]) else "scipy"
-        if engine not in ("scipy", "spark"):
-            raise ValueError(f"engine must be 'scipy', 'spark' or 'auto', not {engine!r}")
+        engine = choose_engine(p, len(recent))
         build = neighbours_scipy if engine == "scipy" else neighbours_spark
         self.neighbours = build(
             ru,

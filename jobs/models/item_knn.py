@@ -16,6 +16,7 @@ import scipy.sparse as sp
 from tqdm import tqdm
 
 from contracts.names import ITEM_COL, STRENGTH_COL, TIME_COL, USER_COL
+from jobs.models import spark_input
 from jobs.models.common import ArrayModel, id_arrays, index_of, interaction_matrix, top_k_dense
 
 DEFAULTS = {
@@ -24,7 +25,7 @@ DEFAULTS = {
     "weighting": "binary",
     "engine": "auto",
     "max_history": 500,
-    "spark_threshold": 2_000_000,
+    "spark_threshold": None,  # None: settings.train_spark_rows()
 }
 ITEM_BLOCK = 256
 
@@ -37,7 +38,8 @@ class ItemKNN(ArrayModel):
     history weights w_ui: 1 for weighting='binary', the implicit strength for 'strength'),
     `user_ids`, `item_ids` (sorted). Scoring a block is the sparse product seen[block] @ neighbours.
     Params: neighbours (M), shrink, weighting, engine ('scipy' | 'spark' | 'auto': Spark above
-    spark_threshold interactions), max_history (each user's most recent interactions that
+    spark_threshold interactions, default TRAIN_SPARK_ROWS; a Spark DataFrame to fit on always
+    takes the Spark engine), max_history (each user's most recent interactions that
     count towards similarity, bounding the per-user pair count).
     """
 
@@ -46,10 +48,13 @@ class ItemKNN(ArrayModel):
     array_attrs = ArrayModel.array_attrs + ("neighbours",)
     neighbours: sp.csr_matrix
 
-    def fit(self, interactions: pd.DataFrame) -> ItemKNN:
+    def fit(self, interactions) -> ItemKNN:
+        """Fit on a pandas frame, or on a Spark DataFrame with the Spark engine."""
         p = self.params
         if p["weighting"] not in ("binary", "strength"):
             raise ValueError(f"weighting must be 'binary' or 'strength', not {p['weighting']!r}")
+        if spark_input.is_spark(interactions):
+            return self.fit_spark(interactions)
         if interactions.empty:
             raise ValueError("item_knn cannot fit on an empty training split")
         self.user_ids, self.item_ids = id_arrays(interactions[USER_COL], interactions[ITEM_COL])
@@ -67,17 +72,33 @@ class ItemKNN(ArrayModel):
             if p["weighting"] == "binary"
             else recent[STRENGTH_COL].fillna(0.0).to_numpy(np.float64)
         )
-        engine = p["engine"]
-        if engine == "auto":
-            engine = "spark" if len(recent) > int(p["spark_threshold"]) else "scipy"
+        engine = choose_engine(p, len(recent))
         args = (u, i, v, len(self.user_ids), len(self.item_ids))
         m, shrink = int(p["neighbours"]), float(p["shrink"])
         if engine == "scipy":
             self.neighbours = neighbours_scipy(*args, m=m, shrink=shrink)
-        elif engine == "spark":
-            self.neighbours = neighbours_spark(*args, m=m, shrink=shrink)
         else:
-            raise ValueError(f"engine must be 'scipy', 'spark' or 'auto', not {engine!r}")
+            self.neighbours = neighbours_spark(*args, m=m, shrink=shrink)
+        return self
+
+    def fit_spark(self, interactions) -> ItemKNN:
+        """The same model from a Spark DataFrame: similarities and neighbours are Spark jobs."""
+        from pyspark.sql import functions as F
+
+        p = self.params
+        self.user_ids, self.item_ids = spark_input.id_arrays(interactions)
+        if len(self.user_ids) == 0:
+            raise ValueError("item_knn cannot fit on an empty training split")
+        weight = F.lit(1.0) if p["weighting"] == "binary" else F.coalesce(STRENGTH_COL, F.lit(0.0))
+        indexed = spark_input.with_index(interactions, self.user_ids, self.item_ids).withColumn(
+            spark_input.VALUE, weight.cast("double")
+        )
+        shape = (len(self.user_ids), len(self.item_ids))
+        self.seen = spark_input.csr(indexed, shape, spark_input.VALUE)
+        recent = spark_input.recent(indexed, int(p["max_history"]), TIME_COL)
+        self.neighbours = neighbours_from_frame(
+            recent, len(self.item_ids), int(p["neighbours"]), float(p["shrink"])
+        )
         return self
 
     def score_block(self, user_index: np.ndarray) -> np.ndarray:
@@ -85,6 +106,20 @@ class ItemKNN(ArrayModel):
         # Items no neighbour of the history reaches have no evidence at all: never recommend.
         scores[scores <= 0] = -np.inf
         return scores
+
+
+def choose_engine(params: dict, rows: int) -> str:
+    """'scipy' or 'spark': as given, or for engine='auto' Spark above `spark_threshold` rows
+    (default settings.train_spark_rows())."""
+    from contracts import settings
+
+    engine = params["engine"]
+    if engine == "auto":
+        threshold = params.get("spark_threshold") or settings.train_spark_rows()
+        engine = "spark" if rows > int(threshold) else "scipy"
+    if engine not in ("scipy", "spark"):
+        raise ValueError(f"engine must be 'scipy', 'spark' or 'auto', not {engine!r}")
+    return engine
 
 
 def recent_history(frame: pd.DataFrame, limit: int, user_col: str, time_col: str) -> pd.DataFrame:
@@ -137,16 +172,29 @@ def neighbours_scipy(
 def neighbours_spark(
     u: np.ndarray, i: np.ndarray, v: np.ndarray, n_users: int, n_items: int, m: int, shrink: float
 ) -> sp.csr_matrix:
-    """The same neighbours computed in Spark: per-user pair join, sums per pair, top-m window."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
+    """The same neighbours computed in Spark from numpy (user, item, weight) arrays."""
     from jobs.spark import get_spark
 
     spark = get_spark("train-item-knn")
-    frame = pd.DataFrame({"u": u.astype(np.int64), "i": i.astype(np.int64), "v": v})
-    frame = frame.groupby(["u", "i"], as_index=False)["v"].sum()
-    df = spark.createDataFrame(frame)
+    frame = pd.DataFrame(
+        {
+            spark_input.USER_INDEX: u.astype(np.int64),
+            spark_input.ITEM_INDEX: i.astype(np.int64),
+            spark_input.VALUE: np.asarray(v, dtype=np.float64),
+        }
+    )
+    return neighbours_from_frame(spark.createDataFrame(frame), n_items, m, shrink)
+
+
+def neighbours_from_frame(df, n_items: int, m: int, shrink: float) -> sp.csr_matrix:
+    """Top-m shrunk-cosine neighbours per item from a Spark DataFrame of (user index, item
+    index, weight) rows: per-user pair join, sums per pair, top-m window; only the
+    items x m result reaches the driver."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    # Columns u, i, v are spark_input.USER_INDEX, ITEM_INDEX, VALUE; j is the other item.
+    df = df.groupBy("u", "i").agg(F.sum("v").alias("v"))
     norms = df.groupBy("i").agg(F.sqrt(F.sum(F.col("v") * F.col("v"))).alias("norm"))
     a = df.select("u", "i", F.col("v").alias("vi"))
     b = df.select("u", F.col("i").alias("j"), F.col("v").alias("vj"))
@@ -172,8 +220,5 @@ def neighbours_spark(
     )
     window = Window.partitionBy("i").orderBy(F.col("sim").desc(), F.col("j").asc())
     top = sims.withColumn("r", F.row_number().over(window)).where(F.col("r") <= m)
-    out = top.select("i", "j", "sim").toPandas()
-    return sp.csr_matrix(
-        (out["sim"].to_numpy(np.float64), (out["i"].to_numpy(), out["j"].to_numpy())),
-        shape=(n_items, n_items),
-    )
+    i, j, sim = spark_input.column_arrays(top, "i", "j", "sim")
+    return sp.csr_matrix((sim.astype(np.float64), (i, j)), shape=(n_items, n_items))

@@ -110,3 +110,73 @@ def test_explicit_als_agrees_with_surprise_svd(spark, monkeypatch):
         for name, recs in tops.items()
     }
     assert min(own["svd"], own["als"]) > 0.8 > own["pop"] + 0.2, own
+
+
+@pytest.fixture(scope="module")
+def parquet_frame(spark, tmp_path_factory):
+    """(pandas frame, the same rows read back by Spark from Parquet, as the train job reads)."""
+    frame = tiny_frame(users=40)
+    # Continuous weights so no two similarities tie at the top-M cut.
+    frame["strength"] = np.random.default_rng(5).uniform(0.1, 2.0, len(frame))
+    frame.loc[frame.index % 4 == 0, "rating"] = np.nan  # watched, not rated
+    path = tmp_path_factory.mktemp("interactions") / "train"
+    path.mkdir()
+    frame.to_parquet(path / "part-0.parquet", coerce_timestamps="us", index=False)
+    return frame, spark.read.parquet(str(path))
+
+
+def test_item_knn_from_a_spark_dataframe_matches_scipy(parquet_frame):
+    frame, sdf = parquet_frame
+    params = {"neighbours": 4, "shrink": 2.0, "weighting": "strength", "max_history": 5}
+    local = families.create("item_knn", engine="scipy", **params).fit(frame)
+    distributed = families.create("item_knn", **params).fit(sdf)
+    np.testing.assert_array_equal(local.item_ids, distributed.item_ids)
+    np.testing.assert_array_equal(local.user_ids, distributed.user_ids)
+    assert (local.neighbours != 0).sum() == (distributed.neighbours != 0).sum() > 0
+    np.testing.assert_allclose(
+        local.neighbours.toarray(), distributed.neighbours.toarray(), rtol=1e-9, atol=1e-12
+    )
+    np.testing.assert_allclose(local.seen.toarray(), distributed.seen.toarray(), rtol=1e-12)
+    users = local.user_ids[:10]
+    pd.testing.assert_frame_equal(local.recommend(users, k=5), distributed.recommend(users, k=5))
+
+
+def test_als_from_a_spark_dataframe_equals_als_from_pandas(parquet_frame):
+    frame, sdf = parquet_frame
+    params = {"rank": 4, "max_iter": 5, "blocks": 2, "seed": 7}
+    from_pandas = families.create("als_spark", **params).fit(frame)
+    from_spark = families.create("als_spark", **params).fit(sdf)
+    assert len(from_spark.user_ids) == 40  # every user rated something
+    for name in ("user_ids", "item_ids", "user_factors", "item_factors"):
+        np.testing.assert_array_equal(getattr(from_pandas, name), getattr(from_spark, name))
+    assert (from_pandas.seen != from_spark.seen).nnz == 0
+    assert from_spark.seen.nnz == len(frame)  # unrated interactions are seen too
+    assert from_spark.fallback_rating == pytest.approx(frame.rating.mean())
+
+
+def test_hybrid_from_a_spark_dataframe_gives_the_same_lists(parquet_frame):
+    frame, sdf = parquet_frame
+    # Binary kNN similarities tie; rounding may order ties either way at a top-M cut, so M
+    # keeps every neighbour of the 21 movies here (the cut itself: the item_knn tests above).
+    params = {
+        "neighbours": 25,
+        "shrink": 2.0,
+        "max_history": 5,
+        "blend": 0.5,
+        "half_life_days": 2.0,
+        "history_half_life_days": 1.0,
+    }
+    local = families.create("hybrid", engine="scipy", **params).fit(frame)
+    distributed = families.create("hybrid", **params).fit(sdf)
+    for name in ("neighbours", "seen"):
+        np.testing.assert_allclose(
+            getattr(local, name).toarray(), getattr(distributed, name).toarray(), rtol=1e-9
+        )
+    np.testing.assert_allclose(local.item_prior, distributed.item_prior, rtol=1e-9)
+    assert 0 < local.item_prior.min() < local.item_prior.max() == 1.0
+    users = local.user_ids
+    left, right = local.recommend(users, k=5), distributed.recommend(users, k=5)
+    pd.testing.assert_frame_equal(left.drop(columns="score"), right.drop(columns="score"))
+    np.testing.assert_allclose(left.score, right.score, rtol=1e-9)
+    auto = families.create("hybrid", neighbours=5).fit(sdf)
+    assert "skipped" in auto.validation and auto.blend == auto.params["fallback_blend"]
