@@ -22,8 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from contracts.names import ITEM_COL, PREDICTION_COL, RATING_COL, USER_COL, K
+from contracts.names import ITEM_COL, PREDICTION_COL, RANK_COL, RATING_COL, USER_COL, K
+from jobs.models import spark_input
 from jobs.models.base import Recommender
+from jobs.models.common import SCORE_COL, empty_recommendations
 from jobs.train import metrics
 
 log = logging.getLogger(__name__)
@@ -79,10 +81,11 @@ def summarise(per_user: pd.DataFrame, k: int) -> dict[str, float]:
 
 
 def group_labels(
-    users: pd.Series, train: pd.DataFrame, users_dim: pd.DataFrame | None
+    users: pd.Series, history: pd.Series, users_dim: pd.DataFrame | None
 ) -> dict[str, pd.Series]:
-    """Per evaluated user: history band (training interactions) and gender/age when known."""
-    history = train.groupby(USER_COL).size().reindex(users, fill_value=0)
+    """Per evaluated user: history band (training interactions per user: `history`, indexed
+    by user ID) and gender/age when known."""
+    history = history.reindex(users, fill_value=0)
     labels = {"history": band(history, HISTORY_BANDS).set_axis(users.index)}
     if users_dim is not None and len(users_dim):
         dim = users_dim.drop_duplicates(USER_COL).set_index(USER_COL).reindex(users)
@@ -117,11 +120,15 @@ def evaluate(
 
     `per_user` (a frame: user_id, ndcg, … and the group labels) is what the gate's paired
     bootstrap resamples; it is not JSON and is stored beside the run, not in the registry.
+    Spark DataFrames for `train` and `test` are measured by evaluate_spark.
     """
+    if spark_input.is_spark(test):
+        return evaluate_spark(model, train, test, k, users_dim)
     test_users = np.unique(test[USER_COL].to_numpy(np.int64))
     recs = recommendations if recommendations is not None else recommend_all(model, test_users, k)
     per_user = metrics.per_user_ranking(test, recs, k)
-    per_user = per_user.assign(**group_labels(per_user[USER_COL], train, users_dim))
+    history = train.groupby(USER_COL).size()
+    per_user = per_user.assign(**group_labels(per_user[USER_COL], history, users_dim))
     overall = summarise(per_user, k)
     overall["catalog_coverage"] = metrics.catalog_coverage(recs, int(train[ITEM_COL].nunique()), k)
     overall["popularity_bias"] = metrics.popularity_bias(recs, train, k)
@@ -135,6 +142,65 @@ def evaluate(
             overall["mae"] = metrics.mae(rated, pred)
             overall["rated_test_rows"] = int(len(rated))
     return {"k": k, "overall": overall, "by_group": by_group(per_user, k), "per_user": per_user}
+
+
+def evaluate_spark(
+    model: Recommender, train, test, k: int = K, users_dim: pd.DataFrame | None = None
+) -> dict[str, Any]:
+    """evaluate() on Spark DataFrames, by jobs.train.spark_metrics (same names, same numbers).
+
+    The driver holds what is per user (test user IDs, their top k, the per-user scores the
+    gate resamples) and per movie; the test and training interactions stay in Spark.
+    """
+    from pyspark.sql import functions as F
+
+    from jobs.train import spark_metrics
+
+    spark = test.sparkSession
+    (users,) = spark_input.column_arrays(test.select(USER_COL).distinct(), USER_COL)
+    recs = recommend_all(model, np.sort(users.astype(np.int64)), k)
+    recs = recs if len(recs) else empty_recommendations()
+    schema = f"{USER_COL} long, {ITEM_COL} string, {RANK_COL} int, {SCORE_COL} double"
+    recs_df = spark.createDataFrame(recs[[USER_COL, ITEM_COL, RANK_COL, SCORE_COL]], schema)
+    per_user = spark_metrics.per_user_ranking(test, recs_df, k).toPandas()
+    per_user = per_user.sort_values(USER_COL, ignore_index=True)
+    history = train.groupBy(USER_COL).count().join(test.select(USER_COL).distinct(), USER_COL)
+    counts = history.toPandas().set_index(USER_COL)["count"]
+    per_user = per_user.assign(**group_labels(per_user[USER_COL], counts, users_dim))
+    overall = summarise(per_user, k)
+    catalog = train.select(ITEM_COL).distinct().count()
+    overall["catalog_coverage"] = spark_metrics.catalog_coverage(recs_df, catalog, k)
+    overall["popularity_bias"] = spark_metrics.popularity_bias(recs_df, train, k)
+    if getattr(model, "predicts_ratings", False):
+        rated = test.where(F.col(RATING_COL).isNotNull())
+        n_rated = rated.count()
+        if n_rated:
+            pred = predictions(model, rated)
+            overall["rmse"] = spark_metrics.rmse(rated, pred)
+            overall["mae"] = spark_metrics.mae(rated, pred)
+            overall["rated_test_rows"] = int(n_rated)
+    return {"k": k, "overall": overall, "by_group": by_group(per_user, k), "per_user": per_user}
+
+
+def predictions(model: Recommender, rated):
+    """Spark frame (user, movie, prediction) of model.predict on the executors, by batch."""
+    import copy
+
+    from pyspark.sql import functions as F
+
+    # The executors need the factors, not the seen matrix (12 bytes per interaction).
+    predictor = copy.copy(model)
+    predictor.seen = None
+
+    def predict(batches):
+        for batch in batches:
+            yield batch.assign(
+                **{PREDICTION_COL: predictor.predict(batch[USER_COL], batch[ITEM_COL])}
+            )
+
+    schema = f"{USER_COL} long, {ITEM_COL} string, {PREDICTION_COL} double"
+    pairs = rated.select(F.col(USER_COL).cast("long").alias(USER_COL), ITEM_COL)
+    return pairs.mapInPandas(predict, schema)
 
 
 def pool(results: Sequence[dict[str, Any]], k: int = K) -> dict[str, Any]:
