@@ -5,10 +5,16 @@ Both are asked by DAG tasks (movielog_ingest `flag_drift`, online_evaluation
 (docs/monitoring.md, "Drift response"). Each function returns the reason to retrain, or None.
 
 - **Drift.** An accepted snapshot of the platform's topic whose drift statistics (computed by
-  validation, jobs/ingest/validate.py) pass a *retrain* level in expectations/thresholds.yml.
-  Those levels sit below the quarantine limits: a snapshot past a quarantine limit is bad
-  data, one past a retrain level is a changed world the model should learn. Snapshots of
-  other topics (tests, replays) never trigger: training does not read them as the platform.
+  validation, jobs/ingest/validate.py) pass a *retrain* level in expectations/thresholds.yml,
+  or pass `retrain_drift_ratio` times their median over the snapshot's own references while
+  above the statistic's floor. The absolute levels sit below the quarantine limits: a
+  snapshot past a quarantine limit is bad data, one past a retrain level is a changed world
+  the model should learn. The relative rule is for the new-movie share, whose stable level
+  depends on how much history the references span (hourly snapshots: median 0.017; 2-5 hour
+  snapshots: 0.001-0.003): in the closed loop a day's new movies reach only the users who
+  find them on their own, 0.018 of the events, far below an absolute level but 6-18 times
+  the snapshots before. Snapshots of other topics (tests, replays) never trigger: training
+  does not read them as the platform.
 - **Accuracy drop.** The latest complete event-time hours' online accuracy, whose Wilson
   upper bound lies below (1 - RETRAIN_ACCURACY_DROP) x its trailing 7-day baseline.
 - **Cooldown.** Neither fires while the production model's data is newer than
@@ -22,30 +28,60 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
+
 from contracts import settings
 
 log = logging.getLogger(__name__)
 
-# statistic of the validation outcome -> its retrain level in thresholds.yml
+# statistic of the validation outcome -> its retrain level and floor in thresholds.yml
 # (The rating KL is left out: on hourly snapshots of the simulated stable world it passes 1.0
 # by chance, with few ratings at night; the quarantine limit keeps watching it.)
 DRIFT_LEVELS = {
-    "new_movie_share": "retrain_new_movie_share",
-    "new_user_share": "retrain_new_user_share",
+    "new_movie_share": ("retrain_new_movie_share", "retrain_new_movie_floor"),
+    "new_user_share": ("retrain_new_user_share", "retrain_new_user_floor"),
 }
 BASELINE_DAYS = 7
 RECENT_HOURS = 3  # complete hours pooled for the recent accuracy (one hour is noisy)
 MIN_RECENT_LISTS = 200  # fewer served lists than this: no verdict
 
 
-def drift_beyond_levels(facts: dict[str, Any], limits: dict[str, Any]) -> list[str]:
-    """'name=value > level' for every drift statistic of `facts` past its retrain level."""
+def drift_beyond_levels(
+    facts: dict[str, Any], limits: dict[str, Any], usual: dict[str, float] | None = None
+) -> list[str]:
+    """'name=value > level' for every drift statistic of `facts` past its retrain level, or
+    past `retrain_drift_ratio` x its `usual` value (and its floor)."""
     out = []
-    for stat, level_name in DRIFT_LEVELS.items():
+    for stat, (level_name, floor_name) in DRIFT_LEVELS.items():
         value, level = facts.get(stat), limits.get(level_name)
-        if value is not None and level is not None and value > level:
+        if value is None:
+            continue
+        if level is not None and value > level:
             out.append(f"{stat}={value:.3f} > {level}")
+            continue
+        typical = (usual or {}).get(stat)
+        if typical is None or value <= limits.get(floor_name, 1.0):
+            continue
+        ratio = float(limits["retrain_drift_ratio"])
+        if value > ratio * typical:
+            out.append(f"{stat}={value:.3f} > {ratio:g} x its usual {typical:.3f}")
     return out
+
+
+def usual_drift(facts: dict[str, Any]) -> dict[str, float]:
+    """Median of each drift statistic over the snapshot's references (their own outcomes)."""
+    from jobs.ingest import validate
+
+    seen: dict[str, list[float]] = {stat: [] for stat in DRIFT_LEVELS}
+    for snapshot_id in facts.get("reference") or []:
+        try:
+            earlier = validate.read_outcome(snapshot_id).aggregates
+        except FileNotFoundError:  # a reference validated before outcomes were kept
+            continue
+        for stat, values in seen.items():
+            if earlier.get(stat) is not None:
+                values.append(float(earlier[stat]))
+    return {stat: float(np.median(values)) for stat, values in seen.items() if values}
 
 
 def cooling_down(evidence_time: datetime, database_url: str | None = None) -> bool:
@@ -71,9 +107,8 @@ def drift_reason(snapshot_id: str | None, database_url: str | None = None) -> st
     manifest = lake.read_manifest(lake.snapshot_path(snapshot_id))
     if manifest.get("topic") != settings.load().kafka_topic:
         return None
-    beyond = drift_beyond_levels(
-        validate.read_outcome(snapshot_id).aggregates, validate.thresholds()
-    )
+    facts = validate.read_outcome(snapshot_id).aggregates
+    beyond = drift_beyond_levels(facts, validate.thresholds(), usual_drift(facts))
     if not beyond or not manifest.get("max_event_time"):
         return None
     newest = datetime.fromisoformat(str(manifest["max_event_time"]))

@@ -57,6 +57,29 @@ def test_no_drift_or_another_topic_does_not_trigger(platform):
     assert triggers.drift_reason(None) is None
 
 
+def test_a_share_many_times_its_usual_level_triggers_above_its_floor():
+    limits = validate.thresholds()
+    usual = {"new_movie_share": 0.002, "new_user_share": 0.0005}
+    closed_loop_day = {"new_movie_share": 0.018, "new_user_share": 0.014}
+    # new users back after a quiet night: 28x usual, but below the new-user floor
+    assert triggers.drift_beyond_levels(closed_loop_day, limits, usual) == [
+        "new_movie_share=0.018 > 5 x its usual 0.002"
+    ]
+    assert triggers.drift_beyond_levels({"new_movie_share": 0.009}, limits, usual) == []  # floor
+    assert triggers.drift_beyond_levels({"new_movie_share": 0.018}, limits, {}) == []
+    hourly = {"new_movie_share": 0.052}  # the stable hourly world's largest, median 0.017
+    assert triggers.drift_beyond_levels(hourly, limits, {"new_movie_share": 0.017}) == []
+
+
+def test_the_usual_level_is_the_references_median(platform):
+    for i, share in enumerate((0.001, 0.003, 0.002, 0.5), start=1):
+        write_snapshot(f"s00000{i}", "movielog", {"new_movie_share": share})
+    facts = {"new_movie_share": 0.02, "reference": ["s000001", "s000002", "s000003"]}
+    write_snapshot("s000009", "movielog", facts)
+    assert triggers.usual_drift(facts) == {"new_movie_share": 0.002}
+    assert "5 x its usual 0.002" in triggers.drift_reason("s000009")
+
+
 def test_a_model_trained_on_recent_data_cools_the_trigger_down(platform, monkeypatch):
     write_snapshot("s000003", "movielog", {"new_movie_share": 0.5})
     fresh = {"data_newest_event": NEWEST - timedelta(hours=2)}
