@@ -103,3 +103,15 @@ def test_security_section_lists_each_attacked_movie_as_a_violation(tmp_path, mon
     assert {"section": "security", "violations": 2}.items() <= {
         k: v for s in listing["sections"] if s["section"] == "security" for k, v in s.items()
     }.items()
+
+
+def test_watched_pairs_are_the_distinct_pairs_of_every_snapshot(tmp_path):
+    from tests.unit.test_ingest_derive import day, make_snapshot
+
+    root = tmp_path / "lake"
+    first = make_snapshot(root, 1, day("2025-03-01", range(1, 4), 3))
+    second = make_snapshot(root, 2, day("2025-03-02", range(2, 6), 3), first_offset=100)
+    pairs = detect.watched_pairs([first, second])
+    got = sorted((int(u), m) for u, m in pairs[["user_id", "movie_id"]].itertuples(index=False))
+    assert got == [(u, f"film+{m}+1999") for u in range(1, 6) for m in (1, 2)]
+    assert detect.watched_pairs([]) is None
