@@ -20,6 +20,9 @@ DEFAULTS = {
     "DATABASE_URL": "postgresql://recs:recs@127.0.0.1:55432/recs",
     "SERVING_DATABASE_URL": "postgresql://recs_reader:recs_reader@127.0.0.1:55432/recs",
     "SPARK_MASTER_URL": "local[2]",
+    # The standalone cluster of ops/spark_cluster.py: SPARK_MASTER_URL=spark://127.0.0.1:7077
+    "SPARK_MASTER_PORT": "7077",
+    "SPARK_MASTER_UI_PORT": "8070",
     "SERVING_PORT": "8082",
     "AIRFLOW_PORT": "8080",
     "METADATA_API_URL": "http://127.0.0.1:8090",
@@ -43,6 +46,8 @@ class Settings:
     database_url: str
     serving_database_url: str
     spark_master_url: str
+    spark_master_port: int
+    spark_master_ui_port: int
     serving_port: int
     airflow_port: int
     metadata_api_url: str
@@ -134,6 +139,8 @@ def load() -> Settings:
         database_url=env("DATABASE_URL"),
         serving_database_url=env("SERVING_DATABASE_URL"),
         spark_master_url=env("SPARK_MASTER_URL"),
+        spark_master_port=int(env("SPARK_MASTER_PORT")),
+        spark_master_ui_port=int(env("SPARK_MASTER_UI_PORT")),
         serving_port=int(env("SERVING_PORT")),
         airflow_port=int(env("AIRFLOW_PORT")),
         metadata_api_url=env("METADATA_API_URL"),
@@ -246,6 +253,28 @@ def kafka_controller_port() -> int:
 def kafka_heap_opts() -> str:
     """JVM heap options of the embedded Kafka broker (KAFKA_HEAP_OPTS)."""
     return os.environ.get("KAFKA_HEAP_OPTS") or "-Xms512m -Xmx1g"
+
+
+# The Spark standalone cluster (ops/spark_cluster.py) and its executors (jobs/spark.py)
+def spark_worker_instances() -> int:
+    """Workers the local standalone cluster starts (SPARK_WORKER_INSTANCES, default 2)."""
+    return _env_int("SPARK_WORKER_INSTANCES", 2)
+
+
+def spark_worker_cores() -> int:
+    """Cores each worker offers, and so each executor takes (SPARK_WORKER_CORES, default 1)."""
+    return _env_int("SPARK_WORKER_CORES", 1)
+
+
+def spark_worker_memory() -> str:
+    """Memory each worker offers its executors (SPARK_WORKER_MEMORY, default 2g)."""
+    return os.environ.get("SPARK_WORKER_MEMORY") or "2g"
+
+
+def spark_executor_memory() -> str:
+    """JVM heap of each executor on a cluster (SPARK_EXECUTOR_MEMORY, default 1g): within the
+    worker's memory, the rest of the node left to the executor's Python workers."""
+    return os.environ.get("SPARK_EXECUTOR_MEMORY") or "1g"
 
 
 # Serving knobs (serving/app.py, serving/workers.py, serving/telemetry.py, serving/gunicorn_conf.py)

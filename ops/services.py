@@ -7,7 +7,7 @@ its log file (a failed external tool: its own last lines of output); starting tw
 no-op; stopping leaves nothing running. `status` reads each service's own health signal
 (ops/supervision_health.py) and exits non-zero when anything is unhealthy. State lives under
 .var/, downloads under .cache/. Spark needs no daemon: jobs run in `local[2]` unless
-SPARK_MASTER_URL names a cluster.
+SPARK_MASTER_URL names a cluster (ops/spark_cluster.py starts a standalone one).
 """
 
 from __future__ import annotations
@@ -143,6 +143,13 @@ def read_pid(name: str) -> int | None:
     return pid
 
 
+def write_pid(name: str, pid: int) -> None:
+    """Record a detached process's pid where read_pid and stop_group look for it."""
+    path = _pid_file(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{pid}\n")
+
+
 def stop_group(name: str, pid: int, grace_s: float = 30) -> None:
     """SIGTERM the process group, then SIGKILL what is left after the grace period (for
     processes an older version started detached with a pid file, before supervision)."""
@@ -150,6 +157,9 @@ def stop_group(name: str, pid: int, grace_s: float = 30) -> None:
         os.killpg(pid, signal.SIGTERM)
     end = time.monotonic() + grace_s
     while time.monotonic() < end:
+        # A child of ours that has exited stays a zombie, still in its group, until reaped.
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
         try:
             os.killpg(pid, 0)
         except ProcessLookupError:
@@ -158,7 +168,7 @@ def stop_group(name: str, pid: int, grace_s: float = 30) -> None:
     else:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-    # Reap if it is our child (it is not, normally: we start detached sessions).
+    # Reap if it is our child (a detached daemon started by this process, ops/spark_cluster.py).
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
     _pid_file(name).unlink(missing_ok=True)
