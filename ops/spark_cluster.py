@@ -107,8 +107,12 @@ def worker(n: int) -> Daemon:
     )
 
 
+def worker_numbers() -> range:
+    return range(1, settings_mod.spark_worker_instances() + 1)
+
+
 def workers() -> list[Daemon]:
-    return [worker(n) for n in range(1, settings_mod.spark_worker_instances() + 1)]
+    return [worker(n) for n in worker_numbers()]
 
 
 def daemon_env(local_dir: Path | None = None) -> dict[str, str]:
@@ -192,18 +196,18 @@ def up(quiet: bool = False) -> bool:
         check_ports_free()
         start(boss, daemon_env())
         started = True
-    services.wait_until(lambda: master_state(), START_DEADLINE_S, "spark-master", boss.log)
-    wanted = workers()
-    for daemon in wanted:
-        if running_pid(daemon) is None:
-            n = int(daemon.name.rsplit("-", 1)[1])
-            (worker_dir(n) / "local").mkdir(parents=True, exist_ok=True)
-            start(daemon, daemon_env(worker_dir(n) / "local"))
+    services.wait_until(master_state, START_DEADLINE_S, "spark-master", boss.log)
+    for n in worker_numbers():
+        if running_pid(worker(n)) is None:
+            local = worker_dir(n) / "local"
+            local.mkdir(parents=True, exist_ok=True)
+            start(worker(n), daemon_env(local))
             started = True
+    count = len(worker_numbers())
     logs = settings_mod.load().log_dir / "spark-worker-*.log"
-    services.wait_until(lambda: registered(len(wanted)), START_DEADLINE_S, "spark workers", logs)
+    services.wait_until(lambda: registered(count), START_DEADLINE_S, "spark workers", logs)
     state = "ready" if started else "already running"
-    say(f"spark      {state}: {master_url()} with {len(wanted)} workers, UI {ui_url()}", quiet)
+    say(f"spark      {state}: {master_url()} with {count} workers, UI {ui_url()}", quiet)
     return started
 
 
