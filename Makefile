@@ -18,7 +18,7 @@ FORMAT ?= movietweetings
 SCALE ?= small
 DAYS ?= 14
 
-.PHONY: help setup lint format test test-unit bench run scenario stop services-up services-down status \
+.PHONY: help setup lint format test test-unit bench run scenario spark-cluster spark-cluster-down stop services-up services-down status \
 	reset replay import-ratings pipeline serve rollback clean simulate metadata-api demo \
 	experiment-start experiment-stop experiment-status experiment-report provenance \
 	shadow-start shadow-stop shadow-report retention responsible feedback-loops
@@ -77,6 +77,12 @@ demo: services-up ## `make run` in compressed time: two automated retrain-and-pu
 
 scenario: services-up ## The 1M-user scenario world through the DAGs: time, memory and rows per stage (docs/scale.md)
 	@$(PY) -m ops.scenario
+
+spark-cluster: setup ## A Spark standalone master and two workers on loopback (then SPARK_MASTER_URL=spark://127.0.0.1:7077)
+	$(PY) -m ops.spark_cluster up
+
+spark-cluster-down: ## Stop the Spark standalone cluster
+	$(PY) -m ops.spark_cluster down
 
 stop: ## Stop everything `make run` started
 	@test ! -x $(PY) || $(PY) -m ops.run --stop
