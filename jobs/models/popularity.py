@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from contracts.names import ITEM_COL, TIME_COL, USER_COL
+from jobs.models import spark_input
 from jobs.models.common import (
     BLOCK_USERS,
     ArrayModel,
@@ -37,7 +38,10 @@ class PopularityRecommender(ArrayModel):
         super().__init__(window_days=window_days, **params)
         self.window_days = window_days
 
-    def fit(self, interactions: pd.DataFrame) -> PopularityRecommender:
+    def fit(self, interactions) -> PopularityRecommender:
+        """Fit on a pandas frame or a Spark DataFrame (counted in Spark)."""
+        if spark_input.is_spark(interactions):
+            return self.fit_spark(interactions)
         frame = interactions[[USER_COL, ITEM_COL, TIME_COL]].copy()
         frame[ITEM_COL] = frame[ITEM_COL].astype(str)
         all_time = frame.groupby(ITEM_COL)[USER_COL].nunique()
@@ -48,6 +52,39 @@ class PopularityRecommender(ArrayModel):
             recent = frame[times >= start]
         window = recent.groupby(ITEM_COL)[USER_COL].nunique().reindex(all_time.index, fill_value=0)
         table = pd.DataFrame({"window": window, "all_time": all_time}).reset_index()
+        self.rank_items(table)
+        self.user_ids = np.unique(frame[USER_COL].to_numpy(dtype=np.int64))
+        self.fit_seen(frame, USER_COL, ITEM_COL)
+        return self
+
+    def fit_spark(self, interactions) -> PopularityRecommender:
+        """The same counts in Spark; the driver gets one row per movie and the seen CSR."""
+        from pyspark.sql import functions as F
+
+        frame = interactions.withColumn(ITEM_COL, F.col(ITEM_COL).cast("string"))
+        in_window = F.lit(True)
+        if self.window_days is not None:
+            newest = frame.agg(F.max(TIME_COL)).first()[0]
+            start = pd.Timestamp(newest) - pd.Timedelta(days=float(self.window_days))
+            in_window = F.col(TIME_COL) >= F.lit(start.to_pydatetime())
+        counts = frame.groupBy(ITEM_COL).agg(
+            F.countDistinct(F.when(in_window, F.col(USER_COL))).alias("window"),
+            F.countDistinct(USER_COL).alias("all_time"),
+        )
+        items, window, all_time = spark_input.column_arrays(counts, ITEM_COL, "window", "all_time")
+        self.rank_items(
+            pd.DataFrame({ITEM_COL: items.astype(str), "window": window, "all_time": all_time})
+        )
+        self.user_ids, _ = spark_input.id_arrays(frame)
+        shape = (len(self.user_ids), len(self.item_ids))
+        self.seen = spark_input.csr(
+            spark_input.with_index(frame, self.user_ids, self.item_ids), shape
+        )
+        return self
+
+    def rank_items(self, table: pd.DataFrame) -> None:
+        """item_ids and item_scores from per-movie distinct-user counts (window, all_time)."""
+        all_time = table["all_time"]
         table = table.sort_values(
             ["window", "all_time", ITEM_COL], ascending=[False, False, True], kind="stable"
         )
@@ -55,9 +92,6 @@ class PopularityRecommender(ArrayModel):
         self.item_scores = table["window"].to_numpy(np.float64) + table["all_time"].to_numpy(
             np.float64
         ) / (1.0 + float(all_time.max()))
-        self.user_ids = np.unique(frame[USER_COL].to_numpy(dtype=np.int64))
-        self.fit_seen(frame, USER_COL, ITEM_COL)
-        return self
 
     def score_block(self, user_index: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.item_scores, (len(user_index), len(self.item_ids)))

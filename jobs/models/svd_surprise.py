@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from contracts.names import ITEM_COL, RATING_COL, USER_COL
+from jobs.models import spark_input
 from jobs.models.common import FactorModel, id_arrays, index_of
 
 DEFAULTS = {
@@ -34,10 +35,34 @@ class SurpriseSVD(FactorModel):
     defaults = DEFAULTS
     predicts_ratings = True
 
-    def fit(self, interactions: pd.DataFrame) -> SurpriseSVD:
+    def fit(self, interactions) -> SurpriseSVD:
+        """Fit on a pandas frame, or on the rated rows of a Spark DataFrame.
+
+        From Spark only the rated (user, movie, rating) rows reach the driver, as Surprise
+        needs: at most settings.train_spark_rows() of them, above which the train job fits
+        explicit ALS instead (families.at_scale). `seen` is built in Spark.
+        """
+        if not spark_input.is_spark(interactions):
+            return self.fit_rated(interactions[interactions[RATING_COL].notna()], interactions)
+        from pyspark.sql import functions as F
+
+        rated = interactions.where(F.col(RATING_COL).isNotNull())
+        arrays = spark_input.column_arrays(rated, USER_COL, ITEM_COL, RATING_COL)
+        self.fit_rated(
+            pd.DataFrame(dict(zip((USER_COL, ITEM_COL, RATING_COL), arrays, strict=True)))
+        )
+        shape = (len(self.user_ids), len(self.item_ids))
+        self.seen = spark_input.csr(
+            spark_input.with_index(interactions, self.user_ids, self.item_ids), shape
+        )
+        return self
+
+    def fit_rated(
+        self, rated: pd.DataFrame, interactions: pd.DataFrame | None = None
+    ) -> SurpriseSVD:
+        """Fit SVD on the rated rows; `seen` from `interactions` when given."""
         from surprise import SVD, Dataset, Reader
 
-        rated = interactions[interactions[RATING_COL].notna()]
         if rated.empty:
             raise ValueError("svd_surprise needs explicit ratings; the training split has none")
         p = self.params
@@ -72,5 +97,6 @@ class SurpriseSVD(FactorModel):
         self.global_mean = float(trainset.global_mean)
         self.fallback_rating = self.global_mean
         self.biased = 1.0
-        self.fit_seen(interactions, USER_COL, ITEM_COL)
+        if interactions is not None:
+            self.fit_seen(interactions, USER_COL, ITEM_COL)
         return self

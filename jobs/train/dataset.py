@@ -679,6 +679,51 @@ def load_folds(dataset_path: str | Path) -> list[tuple[pd.DataFrame, pd.DataFram
     return rolling_folds(load_interactions(dataset_path), plan["cuts"])
 
 
+def read_interactions(spark, dataset_path: str | Path, parts: Sequence[str] = ("train", "test")):
+    """The dataset's Parquet `parts` as one Spark DataFrame of COLUMNS (training at scale)."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    path = Path(dataset_path)
+    frames = [
+        spark.read.parquet(str(path / part)).select(*COLUMNS)
+        for part in parts
+        if any((path / part).glob("*.parquet"))
+    ]
+    frame = reduce(lambda a, b: a.unionByName(b), frames)
+    return frame.withColumn(USER_COL, F.col(USER_COL).cast("long"))
+
+
+def load_interactions_spark(spark, dataset_path: str | Path):
+    """load_interactions as a Spark DataFrame: train + test + test_cold, nothing on the driver."""
+    return read_interactions(spark, dataset_path, ("train", "test", "test_cold"))
+
+
+def load_folds_spark(spark, dataset_path: str | Path) -> list[tuple[Any, Any]]:
+    """load_folds as Spark DataFrames: the (train, test) parts, or the rolling folds."""
+    from pyspark.sql import functions as F
+
+    plan = read_manifest(dataset_path).get("evaluation") or {"protocol": "global"}
+    if plan["protocol"] != "rolling":
+        parts = [read_interactions(spark, dataset_path, (part,)) for part in ("train", "test")]
+        return [(parts[0], parts[1])]
+    frame = load_interactions_spark(spark, dataset_path)
+    bounds = [pd.Timestamp(c).to_pydatetime() for c in plan["cuts"]] + [None]
+    folds = []
+    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+        train = frame.where(F.col(TIME_COL) < F.lit(start))
+        later = frame.where(F.col(TIME_COL) >= F.lit(start))
+        if end is not None:
+            later = later.where(F.col(TIME_COL) < F.lit(end))
+        warm = later.join(train.select(USER_COL).distinct(), USER_COL, "left_semi").join(
+            train.select(ITEM_COL).distinct(), ITEM_COL, "left_semi"
+        )
+        if not train.isEmpty() and not warm.isEmpty():
+            folds.append((train, warm))
+    return folds
+
+
 def read_manifest(dataset_path: str | Path) -> dict[str, Any]:
     """The manifest.json of a dataset directory."""
     return json.loads((Path(dataset_path) / "manifest.json").read_text())

@@ -4,6 +4,10 @@
 that need Spark (als_spark, item_knn with engine=spark) get the shared session from
 jobs.spark.get_spark, so `spark-submit jobs/train/train.py …` and `python -m jobs.train.train …`
 both work.
+At scale (more interactions in the dataset than settings.train_spark_rows()) the folds and the
+refit's data are read from the dataset's Parquet as Spark DataFrames, the families fit from
+them (jobs.models.spark_input) and evaluate() measures with jobs.train.spark_metrics: the driver
+never holds an interactions-sized pandas frame.
 The artifact lands in settings.models_dir/<model_version>/ (written aside, hashed, renamed).
 
 Measurements stored with the offline metrics (the report defines them the same way):
@@ -34,7 +38,7 @@ import pandas as pd
 from contracts import settings
 from contracts.names import ITEM_COL, TIME_COL, USER_COL, K
 from jobs.files import replace_dir
-from jobs.models import families
+from jobs.models import families, spark_input
 from jobs.models.base import Recommender
 from jobs.train import dataset, evaluate, registry
 
@@ -53,9 +57,14 @@ def parse_hyperparameters(raw: str | dict | None) -> dict[str, dict[str, Any]]:
     return value
 
 
-def fit_timed(
-    family: str, params: dict[str, Any], train: pd.DataFrame
-) -> tuple[Recommender, float]:
+def get_spark(name: str):
+    """The shared Spark session (imported here: small datasets never start Spark)."""
+    from jobs.spark import get_spark as session
+
+    return session(name)
+
+
+def fit_timed(family: str, params: dict[str, Any], train) -> tuple[Recommender, float]:
     """A fitted model of `family` and the wall seconds fit() took."""
     model = families.create(family, **params)
     start = time.perf_counter()
@@ -84,8 +93,22 @@ def memory_bytes(model: Recommender) -> int:
     return int(getattr(model, "memory_bytes", lambda: 0)())
 
 
-def trained_on(frame: pd.DataFrame, dataset_id: str, part: str) -> dict[str, Any]:
+def at_scale(manifest: dict[str, Any]) -> bool:
+    """Whether the dataset is trained in Spark: more interactions than TRAIN_SPARK_ROWS."""
+    return manifest.get("counts", {}).get("interactions", 0) > settings.train_spark_rows()
+
+
+def trained_on(frame, dataset_id: str, part: str) -> dict[str, Any]:
     """Provenance of a fit: which part of which dataset, and how much data that was."""
+    if spark_input.is_spark(frame):
+        from pyspark.sql import functions as F
+
+        row = frame.agg(
+            F.count("*"), F.countDistinct(USER_COL), F.countDistinct(ITEM_COL), F.max(TIME_COL)
+        ).first()
+        return {"dataset_id": dataset_id, "part": part, "rows": int(row[0]),
+                "users": int(row[1]), "movies": int(row[2]),
+                "newest_event": str(pd.Timestamp(row[3]))}  # fmt: skip
     return {
         "dataset_id": dataset_id,
         "part": part,
@@ -108,8 +131,7 @@ def fit_folds(
         raise ValueError("the dataset has no evaluation fold with warm test users")
     results = []
     for i, (train_df, test_df) in enumerate(folds):
-        log.info("%s fold %d/%d: %d train, %d test rows", family, i + 1, len(folds),
-                 len(train_df), len(test_df))  # fmt: skip
+        log.info("%s fold %d/%d", family, i + 1, len(folds))
         model, fit_seconds = fit_timed(family, params, train_df)
         results.append(evaluate.evaluate(model, train_df, test_df, k=k, users_dim=users_dim))
     return model, fit_seconds, evaluate.pool(results, k)
@@ -208,7 +230,11 @@ def train(
         family, params or {}, manifest.get("counts", {}).get("rated", 0)
     )
     protocol = (manifest.get("evaluation") or {}).get("protocol")
-    folds = dataset.load_folds(dataset_path)
+    folds = (
+        dataset.load_folds_spark(get_spark("train"), dataset_path)
+        if at_scale(manifest)
+        else dataset.load_folds(dataset_path)
+    )
     log.info("training %s %s on %s (%d folds)", family, params, dataset_path, len(folds))
     model, fit_seconds, result = fit_folds(family, params, folds, K, users_dim)
     metrics = {**result["overall"], "protocol": protocol, "by_group": result["by_group"]}
@@ -239,9 +265,12 @@ def refit(
     dataset_path = Path(dataset_path)
     evaluated = registry.get(evaluated_version, database_url)
     chosen = families.load(evaluated["family"], evaluated["artifact_path"]).fitted_params()
-    everything = dataset.load_interactions(dataset_path)
-    log.info("refitting %s %s on all %d interactions", evaluated["family"], chosen,
-             len(everything))  # fmt: skip
+    everything = (
+        dataset.load_interactions_spark(get_spark("train"), dataset_path)
+        if at_scale(dataset.read_manifest(dataset_path))
+        else dataset.load_interactions(dataset_path)
+    )
+    log.info("refitting %s %s on all interactions", evaluated["family"], chosen)
     model, fit_seconds = fit_timed(evaluated["family"], chosen, everything)
     offline = {
         key: value

@@ -180,3 +180,35 @@ def test_hybrid_from_a_spark_dataframe_gives_the_same_lists(parquet_frame):
     np.testing.assert_allclose(left.score, right.score, rtol=1e-9)
     auto = families.create("hybrid", neighbours=5).fit(sdf)
     assert "skipped" in auto.validation and auto.blend == auto.params["fallback_blend"]
+
+
+@pytest.mark.parametrize(
+    ("family", "params"),
+    [
+        ("popularity", {"window_days": 0.5}),
+        ("ease", {"reg": 10.0, "max_items": 15, "weighting": "strength"}),
+    ],
+)
+def test_driver_side_families_fit_from_a_spark_dataframe_alike(parquet_frame, family, params):
+    frame, sdf = parquet_frame
+    local = families.create(family, **params).fit(frame)
+    distributed = families.create(family, **params).fit(sdf)
+    for name in local.array_attrs:
+        left, right = getattr(local, name), getattr(distributed, name)
+        if hasattr(left, "toarray"):
+            left, right = left.toarray(), right.toarray()
+        if left.dtype.kind == "f":
+            np.testing.assert_allclose(left, right, rtol=1e-6, err_msg=name)
+        else:
+            np.testing.assert_array_equal(left, right, err_msg=name)
+    users = local.user_ids[:10]
+    pd.testing.assert_frame_equal(local.recommend(users, k=5), distributed.recommend(users, k=5))
+
+
+def test_svd_from_a_spark_dataframe_fits_the_rated_rows(parquet_frame):
+    frame, sdf = parquet_frame
+    model = families.create("svd_surprise", n_factors=4, n_epochs=5).fit(sdf)
+    rated = frame[frame.rating.notna()]
+    assert model.global_mean == pytest.approx(rated.rating.mean())
+    assert len(model.user_ids) == rated.user_id.nunique()
+    assert model.seen.nnz == len(frame)  # unrated interactions are seen too
