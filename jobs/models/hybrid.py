@@ -42,7 +42,12 @@ from jobs.models.item_knn import (
     neighbours_spark,
     recent_history,
 )
-from jobs.train.splits import per_user_later_split, temporal_split
+from jobs.train.splits import (
+    per_user_later_split,
+    per_user_later_split_spark,
+    temporal_split,
+    temporal_split_spark,
+)
 
 log = logging.getLogger(__name__)
 
@@ -188,23 +193,30 @@ class HybridKNN(ArrayModel):
         """The same model from a Spark DataFrame: neighbours, history weights and the prior are
         Spark jobs; the driver collects the ID arrays, `seen`, `neighbours` and `item_prior`.
 
-        Values left "auto" take the fallback_* params (recorded in `validation`): the
-        validation grid runs on pandas frames and is not yet carved out in Spark.
+        Values left "auto" are chosen as fit() chooses them, on validation splits carved in
+        Spark (jobs.train.splits); only the sampled validation users' rows reach the driver.
         """
-        from pyspark.sql import functions as F
 
+        if interactions.isEmpty():
+            raise ValueError("hybrid cannot fit on an empty training split")
         blend, half_life, history, history_auto = self.given_values()
         if blend is None or half_life is None or history_auto:
-            _, _, _, fallback = self.grid_values(blend, half_life, history, history_auto)
-            blend, half_life, history = fallback
-            self.validation = {"skipped": "fitted from Spark: the fallback_* values are used"}
-            log.warning("hybrid from Spark: validation not run; using %s", fallback)
+            blend, half_life, history = self.choose_on_validation(
+                interactions, blend, half_life, history, history_auto, USER_COL, ITEM_COL, TIME_COL
+            )
         self.blend, self.half_life_days = float(blend), float(half_life)
         self.history_half_life_days = history
+        indexed = self.fit_state_spark(interactions)
+        self.seen = self.history_spark(indexed, history)
+        self.item_prior = self.prior_spark(indexed, self.half_life_days)
+        return self
+
+    def fit_state_spark(self, interactions):
+        """fit_state() from a Spark DataFrame; returns it indexed (spark_input.with_index)."""
+        from pyspark.sql import functions as F
+
         p = self.params
         self.user_ids, self.item_ids = spark_input.id_arrays(interactions)
-        if len(self.user_ids) == 0:
-            raise ValueError("hybrid cannot fit on an empty training split")
         indexed = spark_input.with_index(interactions, self.user_ids, self.item_ids)
         recent = spark_input.recent(indexed, int(p["max_history"]), TIME_COL)
         self.neighbours = neighbours_from_frame(
@@ -213,9 +225,7 @@ class HybridKNN(ArrayModel):
             int(p["neighbours"]),
             float(p["shrink"]),
         )
-        self.seen = self.history_spark(indexed, history)
-        self.item_prior = self.prior_spark(indexed, self.half_life_days)
-        return self
+        return indexed
 
     def history_spark(self, indexed, half_life: float | None) -> sp.csr_matrix:
         """history() from an indexed Spark DataFrame (spark_input.with_index)."""
@@ -326,7 +336,7 @@ class HybridKNN(ArrayModel):
         splits = {}
         for name in VALIDATION_SPLITS:
             fit_part, val = self.validation_split(name, frame, *cols)
-            if len(fit_part) and len(val):
+            if spark_input.size(fit_part) and spark_input.size(val):
                 splits[name] = (fit_part, val)
         if not splits:
             self.validation = {"skipped": "training data too small to carve a validation split"}
@@ -348,8 +358,8 @@ class HybridKNN(ArrayModel):
             "rule": "choose the grid point with the best worst ratio to each split's best NDCG@20",
             "splits": {
                 name: {
-                    "fit_rows": int(len(splits[name][0])),
-                    "validation_rows": int(len(splits[name][1])),
+                    "fit_rows": spark_input.size(splits[name][0]),
+                    "validation_rows": spark_input.size(splits[name][1]),
                     **grids[name],
                 }
                 for name in grids
@@ -391,10 +401,15 @@ class HybridKNN(ArrayModel):
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(fit part, validation part) of the training data by the named rule."""
         fraction = float(self.params["validation_fraction"])
+        cols = (user_col, item_col, time_col)
+        if spark_input.is_spark(frame):
+            if name == "per_user":
+                return per_user_later_split_spark(frame, fraction, *cols)
+            return temporal_split_spark(frame, fraction, *cols)
         if name == "per_user":
-            return per_user_later_split(frame, fraction, user_col, item_col, time_col)
+            return per_user_later_split(frame, fraction, *cols)
         try:
-            fit_part, val, _ = temporal_split(frame, fraction, None, user_col, item_col, time_col)
+            fit_part, val, _ = temporal_split(frame, fraction, None, *cols)
         except ValueError as exc:
             log.warning("hybrid: no %s validation split (%s)", name, exc)
             return frame.iloc[:0], frame.iloc[:0]
@@ -415,15 +430,20 @@ class HybridKNN(ArrayModel):
         point per history half-life (grid[i] belongs to histories[i])."""
         from jobs.train import metrics
 
-        p = self.params
-        self.fit_state(fit_part, user_col, item_col, time_col)
-        users = np.unique(val[user_col].to_numpy(np.int64))
-        users = users[index_of(self.user_ids, users) >= 0]
-        limit = int(p["validation_users"])
-        if len(users) > limit:
-            rng = np.random.default_rng(int(p["seed"]))
-            users = np.sort(rng.choice(users, limit, replace=False))
-        val = val[val[user_col].isin(users)]
+        if spark_input.is_spark(fit_part):
+            users, val, prior_of, history_of = self.validation_inputs_spark(fit_part, val)
+        else:
+            cols = (user_col, item_col, time_col)
+            self.fit_state(fit_part, *cols)
+            users = self.validation_users(val[user_col].to_numpy(np.int64))
+            val = val[val[user_col].isin(users)]
+
+            def prior_of(h: float) -> np.ndarray:
+                return self.prior(fit_part, h, item_col, time_col)
+
+            def history_of(history: float | None) -> sp.csr_matrix:
+                return self.history(fit_part, history, *cols)[index_of(self.user_ids, users)]
+
         rows = index_of(self.user_ids, users)
 
         def ndcg(scores: np.ndarray, seen: sp.csr_matrix) -> float:
@@ -431,10 +451,10 @@ class HybridKNN(ArrayModel):
             recs = to_frame(users, self.item_ids, items, best)
             return float(metrics.per_user_ranking(val, recs, K)["ndcg"].mean())
 
-        priors = {h: self.prior(fit_part, h, item_col, time_col) for h in half_lives}
+        priors = {h: prior_of(h) for h in half_lives}
         history_grid, grid = [], []
         for history in histories:
-            seen = self.history(fit_part, history, user_col, item_col, time_col)[rows]
+            seen = history_of(history)
             self.seen = seen
             personal = self.personal_block(np.arange(len(rows)))
             history_grid.append(
@@ -452,6 +472,38 @@ class HybridKNN(ArrayModel):
                 ]
             )
         return {"users": int(len(users)), "history_grid": history_grid, "grid": grid}
+
+    def validation_users(self, candidates: np.ndarray) -> np.ndarray:
+        """Sorted distinct validation users the fit part knows, at most validation_users of
+        them (a seeded sample)."""
+        users = np.unique(candidates)
+        users = users[index_of(self.user_ids, users) >= 0]
+        limit = int(self.params["validation_users"])
+        if len(users) > limit:
+            rng = np.random.default_rng(int(self.params["seed"]))
+            users = np.sort(rng.choice(users, limit, replace=False))
+        return users
+
+    def validation_inputs_spark(self, fit_part, val) -> tuple:
+        """(users, their validation rows as pandas, prior_of(h), history_of(half-life)) from
+        Spark frames: the fit part stays in Spark, the sampled users' rows come to the driver."""
+        from pyspark.sql import functions as F
+
+        indexed = self.fit_state_spark(fit_part)
+        (candidates,) = spark_input.column_arrays(val.select(USER_COL).distinct(), USER_COL)
+        users = self.validation_users(candidates.astype(np.int64))
+        val_rows = val.where(F.col(USER_COL).isin(users.tolist()))
+        val_rows = val_rows.select(USER_COL, F.col(ITEM_COL).cast("string")).toPandas()
+        rows = index_of(self.user_ids, users)
+        sampled = indexed.where(F.col(spark_input.USER_INDEX).isin(rows.tolist()))
+
+        def prior_of(h: float) -> np.ndarray:
+            return self.prior_spark(indexed, h)
+
+        def history_of(history: float | None) -> sp.csr_matrix:
+            return self.history_spark(sampled, history)[rows]
+
+        return users, val_rows, prior_of, history_of
 
     # ------------------------------------------------------------------ score
     def personal_block(self, user_index: np.ndarray) -> np.ndarray:

@@ -28,6 +28,11 @@ def is_spark(frame: Any) -> bool:
     return not isinstance(frame, pd.DataFrame)
 
 
+def size(frame) -> int:
+    """Rows of a pandas or Spark frame."""
+    return int(frame.count()) if is_spark(frame) else len(frame)
+
+
 def column_arrays(df, *names: str) -> list[np.ndarray]:
     """The named columns of a Spark DataFrame as numpy arrays (through Arrow, not pandas)."""
     table = df.select(*names).toArrow()

@@ -71,3 +71,77 @@ def per_user_later_split(
     first_later = np.minimum(np.floor((1.0 - fraction) * n), n - 1)
     later = (n >= 2) & (by_user.cumcount().to_numpy() >= first_later)
     return ordered[~later], ordered[later]
+
+
+def event_micros(time_col: str = TIME_COL):
+    """Microseconds since the epoch of a TIMESTAMP or TIMESTAMP_NTZ column (session in UTC)."""
+    from pyspark.sql import functions as F
+
+    return F.unix_micros(F.col(time_col).cast("timestamp"))
+
+
+def nth_time_spark(frame, position: int, time_col: str = TIME_COL) -> int:
+    """The event time (microseconds) at 0-based `position` of the sorted times, exactly: an
+    approximate quantile, then the few rows between it and the position (nothing big collected)."""
+    from pyspark.sql import functions as F
+
+    times = frame.select(event_micros(time_col).alias("t"))
+    guess = int(times.approxQuantile("t", [(position + 0.5) / frame.count()], 1e-5)[0])
+    below, at_most = times.agg(
+        F.sum((F.col("t") < guess).cast("long")), F.sum((F.col("t") <= guess).cast("long"))
+    ).first()
+    if below <= position < at_most:
+        return guess
+    if position >= at_most:
+        after = times.where(F.col("t") > guess).orderBy("t").limit(position - at_most + 1)
+        return int(after.agg(F.max("t")).first()[0])
+    before = times.where(F.col("t") < guess).orderBy(F.col("t").desc()).limit(below - position)
+    return int(before.agg(F.min("t")).first()[0])
+
+
+def temporal_split_spark(
+    frame,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
+    user_col: str = USER_COL,
+    item_col: str = ITEM_COL,
+    time_col: str = TIME_COL,
+):
+    """temporal_split's (train, warm test) on a Spark DataFrame, at the same cutoff time T."""
+    from pyspark.sql import functions as F
+
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    n = frame.count()
+    if n == 0:
+        raise ValueError("cannot split an empty frame")
+    cutoff = nth_time_spark(frame, int(np.floor((1 - test_fraction) * n)), time_col)
+    after = event_micros(time_col) >= F.lit(cutoff)
+    train, later = frame.where(~after), frame.where(after)
+    warm = later.join(train.select(user_col).distinct(), user_col, "left_semi")
+    return train, warm.join(train.select(item_col).distinct(), item_col, "left_semi")
+
+
+def per_user_later_split_spark(
+    frame,
+    fraction: float = 0.2,
+    user_col: str = USER_COL,
+    item_col: str = ITEM_COL,
+    time_col: str = TIME_COL,
+):
+    """per_user_later_split's (earlier, later) on a Spark DataFrame."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    user = Window.partitionBy(user_col)
+    ordered = frame.withColumn(
+        "_pos", F.row_number().over(user.orderBy(time_col, item_col)) - 1
+    ).withColumn("_n", F.count("*").over(user))
+    first_later = F.least(F.floor((1.0 - fraction) * F.col("_n")), F.col("_n") - 1)
+    later = (F.col("_n") >= 2) & (F.col("_pos") >= first_later)
+    flagged = ordered.withColumn("_later", later).drop("_pos", "_n")
+    return (
+        flagged.where(~F.col("_later")).drop("_later"),
+        flagged.where(F.col("_later")).drop("_later"),
+    )

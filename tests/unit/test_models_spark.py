@@ -178,8 +178,47 @@ def test_hybrid_from_a_spark_dataframe_gives_the_same_lists(parquet_frame):
     left, right = local.recommend(users, k=5), distributed.recommend(users, k=5)
     pd.testing.assert_frame_equal(left.drop(columns="score"), right.drop(columns="score"))
     np.testing.assert_allclose(left.score, right.score, rtol=1e-9)
-    auto = families.create("hybrid", neighbours=5).fit(sdf)
-    assert "skipped" in auto.validation and auto.blend == auto.params["fallback_blend"]
+
+
+def test_hybrid_from_a_spark_dataframe_chooses_as_from_pandas(parquet_frame):
+    frame, sdf = parquet_frame
+    params = {"neighbours": 25, "shrink": 2.0, "blend_grid": [0.0, 0.5, 1.0]}
+    local = families.create("hybrid", engine="scipy", **params).fit(frame)
+    distributed = families.create("hybrid", **params).fit(sdf)
+    assert "per_user" in local.validation["splits"]
+    assert distributed.validation["chosen"] == pytest.approx(local.validation["chosen"])
+    for name, split in local.validation["splits"].items():
+        theirs = distributed.validation["splits"][name]
+        assert theirs["fit_rows"] == split["fit_rows"] and theirs["users"] == split["users"]
+        for mine, other in zip(split["grid"], theirs["grid"], strict=True):
+            assert [g["ndcg_at_20"] for g in other] == pytest.approx(
+                [g["ndcg_at_20"] for g in mine]
+            )
+
+
+def test_spark_validation_splits_equal_the_pandas_ones(spark):
+    from jobs.train import splits
+
+    frame = rated_world(users=30)
+    # Times shuffled across users so the global cut leaves warm users on both sides.
+    rng = np.random.default_rng(2)
+    frame["event_time"] = pd.Timestamp("2001-01-01") + pd.to_timedelta(
+        rng.permutation(len(frame)) * 3600 + rng.integers(0, 2, len(frame)), unit="s"
+    )
+    sdf = spark.createDataFrame(frame)
+
+    def keys(part) -> list[tuple]:
+        part = part if isinstance(part, pd.DataFrame) else part.toPandas()
+        return sorted(zip(part.user_id, part.movie_id, strict=True))
+
+    for fraction in (0.2, 0.25, 0.5):
+        train, warm, _ = splits.temporal_split(frame, fraction)
+        spark_train, spark_warm = splits.temporal_split_spark(sdf, fraction)
+        assert keys(spark_train) == keys(train) and len(warm) > 0
+        assert keys(spark_warm) == keys(warm)
+        earlier, later = splits.per_user_later_split(frame, fraction)
+        spark_earlier, spark_later = splits.per_user_later_split_spark(sdf, fraction)
+        assert keys(spark_earlier) == keys(earlier) and keys(spark_later) == keys(later)
 
 
 @pytest.mark.parametrize(
@@ -212,3 +251,17 @@ def test_svd_from_a_spark_dataframe_fits_the_rated_rows(parquet_frame):
     assert model.global_mean == pytest.approx(rated.rating.mean())
     assert len(model.user_ids) == rated.user_id.nunique()
     assert model.seen.nnz == len(frame)  # unrated interactions are seen too
+
+
+def test_nth_time_is_exact_when_the_quantile_guess_is_off(spark, monkeypatch):
+    from jobs.train import splits
+
+    rng = np.random.default_rng(8)
+    micros = np.sort(rng.integers(0, 10**9, 300)) * 1000
+    frame = spark.createDataFrame(pd.DataFrame({"event_time": pd.to_datetime(micros, unit="us")}))
+    cls = type(frame)
+    for position in (0, 150, 299):
+        for offset in (-40, 0, 40):
+            guess = float(micros[min(max(position + offset, 0), 299)])
+            monkeypatch.setattr(cls, "approxQuantile", lambda *a, g=guess, **k: [g])
+            assert splits.nth_time_spark(frame, position) == micros[position], (position, offset)
