@@ -423,14 +423,14 @@ def refresh_popularity(dataset_path: str, database_url: str | None = None) -> st
 
     from jobs.models import families
     from jobs.publish import publish
-    from jobs.train import dataset, registry
+    from jobs.train import dataset, registry, train
 
     manifest = dataset.read_manifest(dataset_path)
     window_end = pd.Timestamp(manifest["window"]["newest_event"]).to_pydatetime()
     baseline = json.loads((run_dir(dataset_path) / SCORES_FILE).read_text())["popularity"]
     row = registry.get(baseline, database_url)
     model = families.create(row["family"], **row["hyperparameters"])
-    model.fit(dataset.load_interactions(dataset_path))
+    model.fit(train.all_interactions(dataset_path))  # a Spark DataFrame at scale
     items = model.top(K)["movie_id"].astype(str).tolist()
     version = publish.publish_popular(
         items, window_end, url=database_url, baseline_version=baseline, dataset_path=dataset_path

@@ -98,6 +98,14 @@ def at_scale(manifest: dict[str, Any]) -> bool:
     return manifest.get("counts", {}).get("interactions", 0) > settings.train_spark_rows()
 
 
+def all_interactions(dataset_path: str | Path):
+    """Every interaction of the dataset's window (what a refit uses): a Spark DataFrame at
+    scale, else a pandas frame."""
+    if at_scale(dataset.read_manifest(dataset_path)):
+        return dataset.load_interactions_spark(get_spark("train"), dataset_path)
+    return dataset.load_interactions(dataset_path)
+
+
 def trained_on(frame, dataset_id: str, part: str) -> dict[str, Any]:
     """Provenance of a fit: which part of which dataset, and how much data that was."""
     if spark_input.is_spark(frame):
@@ -265,11 +273,7 @@ def refit(
     dataset_path = Path(dataset_path)
     evaluated = registry.get(evaluated_version, database_url)
     chosen = families.load(evaluated["family"], evaluated["artifact_path"]).fitted_params()
-    everything = (
-        dataset.load_interactions_spark(get_spark("train"), dataset_path)
-        if at_scale(dataset.read_manifest(dataset_path))
-        else dataset.load_interactions(dataset_path)
-    )
+    everything = all_interactions(dataset_path)
     log.info("refitting %s %s on all interactions", evaluated["family"], chosen)
     model, fit_seconds = fit_timed(evaluated["family"], chosen, everything)
     offline = {

@@ -140,6 +140,8 @@ def test_train_job_above_the_size_never_loads_interactions_into_pandas(
             for family, params in SCALE_PARAMS.items()
         }
         refitted = train.refit(planted_dataset, versions["item_knn"], url, tmp_path / "m")
+        # What the refit and the fallback popularity list (pipeline.refresh_popularity) read.
+        everything = train.all_interactions(planted_dataset)
         rows = {family: registry.get(v, url) for family, v in versions.items()}
         small_row = registry.get(small, url)
         refit_row = registry.get(refitted, url)
@@ -151,6 +153,6 @@ def test_train_job_above_the_size_never_loads_interactions_into_pandas(
     for name in ("ndcg_at_20", "precision_at_20", "catalog_coverage", "popularity_bias"):
         assert rows["item_knn"]["metrics"][name] == pytest.approx(small_row["metrics"][name])
     assert rows["hybrid"]["metrics"]["ndcg_at_20"] > 0.2
-    assert refit_row["trained_on"]["rows"] == counts["interactions"]
+    assert refit_row["trained_on"]["rows"] == counts["interactions"] == everything.count()
     # Per-user frames only (the per-user scores, history counts): none interactions-sized.
     assert frames.rows and max(frames.rows) <= counts["users"] < counts["interactions"] / 10
