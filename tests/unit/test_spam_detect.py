@@ -115,3 +115,9 @@ def test_watched_pairs_are_the_distinct_pairs_of_every_snapshot(tmp_path):
     got = sorted((int(u), m) for u, m in pairs[["user_id", "movie_id"]].itertuples(index=False))
     assert got == [(u, f"film+{m}+1999") for u in range(1, 6) for m in (1, 2)]
     assert detect.watched_pairs([]) is None
+    # asked about some pairs: only those that were watched come back
+    among = pd.DataFrame({"user_id": [1, 5, 9], "movie_id": ["film+2+1999", "film+1+1999", "x"]})
+    got = detect.watched_pairs([first, second], among=among)
+    assert sorted(map(tuple, got.to_numpy().tolist())) == [(1, "film+2+1999"), (5, "film+1+1999")]
+    none_watched = detect.watched_pairs([first], among=among.iloc[2:])
+    assert none_watched is not None and none_watched.empty  # watch data, none of these pairs
