@@ -47,6 +47,7 @@ FLAGGED_DIR = "flagged"
 ACCOUNTS_FILE = "accounts.parquet"
 MOVIES_FILE = "movies.parquet"
 DETECTION_FILE = "detection.json"
+BATCH_ROWS = 1_000_000  # watch rows read at once (one file can hold a day: 29M rows at 1M users)
 ACCOUNT_COLUMNS = [USER_COL, "reasons", "movies", "burst_size", "first_time", "last_time"]
 MOVIE_COLUMNS = [ITEM_COL, "accounts", "start", "end"]
 
@@ -88,15 +89,16 @@ def watched_pairs(
     pairs, seen_any = None, False
     for s in snapshots:
         for path in sorted((s / "watch").rglob("*.parquet")) if (s / "watch").is_dir() else []:
-            part = pq.read_table(path, columns=keys)
-            seen_any = seen_any or part.num_rows > 0
-            if wanted is not None:
-                wanted = wanted.cast(part.schema)
-                part = part.filter(pc.is_in(part[USER_COL], value_set=wanted[USER_COL]))
-                part = part.join(wanted, keys, join_type="inner")
-            part = part.group_by(keys).aggregate([])
-            merged = part if pairs is None else pa.concat_tables([pairs, part])
-            pairs = merged.group_by(keys).aggregate([])
+            for batch in pq.ParquetFile(path).iter_batches(BATCH_ROWS, columns=keys):
+                part = pa.Table.from_batches([batch])
+                seen_any = seen_any or part.num_rows > 0
+                if wanted is not None:
+                    wanted = wanted.cast(part.schema)
+                    part = part.filter(pc.is_in(part[USER_COL], value_set=wanted[USER_COL]))
+                    part = part.join(wanted, keys, join_type="inner")
+                part = part.group_by(keys).aggregate([])
+                merged = part if pairs is None else pa.concat_tables([pairs, part])
+                pairs = merged.group_by(keys).aggregate([])
     if not seen_any:
         return None
     return pairs.to_pandas() if pairs is not None else pd.DataFrame(columns=keys)
