@@ -35,6 +35,7 @@ import pandas as pd
 
 from contracts import settings
 from contracts.names import ITEM_COL, RATING_COL, TIME_COL, USER_COL
+from jobs.ingest import lake
 
 log = logging.getLogger(__name__)
 
@@ -87,18 +88,16 @@ def watched_pairs(
         else pa.Table.from_pandas(among[keys].drop_duplicates(), preserve_index=False)
     )
     pairs, seen_any = None, False
-    for s in snapshots:
-        for path in sorted((s / "watch").rglob("*.parquet")) if (s / "watch").is_dir() else []:
-            for batch in pq.ParquetFile(path).iter_batches(BATCH_ROWS, columns=keys):
-                part = pa.Table.from_batches([batch])
-                seen_any = seen_any or part.num_rows > 0
-                if wanted is not None:
-                    wanted = wanted.cast(part.schema)
-                    part = part.filter(pc.is_in(part[USER_COL], value_set=wanted[USER_COL]))
-                    part = part.join(wanted, keys, join_type="inner")
-                part = part.group_by(keys).aggregate([])
-                merged = part if pairs is None else pa.concat_tables([pairs, part])
-                pairs = merged.group_by(keys).aggregate([])
+    for path in (f for s in snapshots for f in lake.table_files(s, "watch")):
+        for batch in pq.ParquetFile(path).iter_batches(BATCH_ROWS, columns=keys):
+            part = pa.Table.from_batches([batch])
+            seen_any = seen_any or part.num_rows > 0
+            if wanted is not None:
+                wanted = wanted.cast(part.schema)
+                part = part.filter(pc.is_in(part[USER_COL], value_set=wanted[USER_COL]))
+                part = part.join(wanted, keys, join_type="inner")
+            merged = part if pairs is None else pa.concat_tables([pairs, part])
+            pairs = merged.group_by(keys).aggregate([])
     if not seen_any:
         return None
     return pairs.to_pandas() if pairs is not None else pd.DataFrame(columns=keys)
