@@ -601,6 +601,13 @@ def stage_rows(task_id: str, value: Any) -> tuple[int | None, int | None]:
     return scale.stage_rows(task_id, value)
 
 
+def dataset_counts(dataset_path: str) -> dict[str, int]:
+    """The dataset manifest's counts (users, movies, interactions...), for the scale run."""
+    from jobs.train import dataset
+
+    return dataset.read_manifest(dataset_path)["counts"]
+
+
 def run_all(
     families: Sequence[str] = DEFAULT_FAMILIES,
     hyperparameters: str | dict | None = None,

@@ -2,7 +2,8 @@
 top-20, through the platform's own DAGs, stage by stage.
 
 1. **simulate**: `--days` simulated days of the scenario world into the platform's topic by
-   the simulator's backfill (one day is about 58M lines);
+   the simulator's backfill, every user starting a session on the first day (`--everyone`:
+   the world's own rates leave 57% of its users idle on a given day);
 2. **ingest → validate**: a movielog_ingest run, as `make pipeline` starts it;
 3. **dataset → train → evaluate → gate → refit → score → publish**: a train_and_publish run
    of the production family alone (`--family`).
@@ -10,7 +11,8 @@ top-20, through the platform's own DAGs, stage by stage.
 Per task it prints wall time, peak RSS of the task's whole process tree (the Airflow task
 process, its Spark JVM and any child; sampled every `SAMPLE_S`), rows in and rows out, and
 the end-to-end time from the start of ingest to the end of publish against the targets
-(docs/scale.md). The table is also written as JSON and Markdown under .var/scenario/.
+(docs/scale.md), and how many users and movies the dataset holds. The table is also written as
+JSON and Markdown under .var/scenario/.
 The scale run needs a platform of its own: it refuses a topic that already holds events.
 """
 
@@ -106,7 +108,7 @@ def tree_rss(proc: psutil.Process) -> int:
 
 def simulate(days: int, sampler: PeakRSS) -> Stage:
     """Backfill the scenario world into the topic; the simulator prints its progress."""
-    argv = [sys.executable, "-m", "simulator", "backfill", "--scale", "scenario"]
+    argv = [sys.executable, "-m", "simulator", "backfill", "--scale", "scenario", "--everyone"]
     env = {**os.environ, **services.runtime_env()}
     started = time.monotonic()
     proc = subprocess.Popen([*argv, "--days", str(days)], env=env)  # noqa: S603 - our own argv
@@ -200,6 +202,22 @@ def table(stages: list[Stage]) -> str:
     return "\n".join(lines)
 
 
+def coverage(api: AirflowAPI, run_id: str) -> dict[str, int]:
+    """Users, movies and interactions in the run's dataset (empty if it built none)."""
+    from jobs import pipeline
+
+    task = f"/dags/{TRAIN_DAG}/dagRuns/{run_id}/taskInstances/build_dataset"
+    path = return_value(api, task)
+    if not path:
+        return {}
+    counts = pipeline.dataset_counts(path)
+    return {k: counts[k] for k in ("users", "movies", "interactions")}
+
+
+def coverage_line(counts: dict[str, int]) -> str:
+    return "dataset: " + (", ".join(f"{v:,} {k}" for k, v in counts.items()) or "none built")
+
+
 def verdict(minutes: float, stages: list[Stage]) -> str:
     """The end-to-end time and the largest stage against the targets."""
     platform = [s for s in stages if s.name != "simulate"]  # the world, not the platform
@@ -212,16 +230,21 @@ def verdict(minutes: float, stages: list[Stage]) -> str:
     )
 
 
-def write_outputs(stages: list[Stage], minutes: float, args) -> Path:
+def report(stages: list[Stage], minutes: float, counts: dict[str, int]) -> str:
+    """The table, the dataset's coverage and the verdict, as printed and written."""
+    return "\n\n".join([table(stages), coverage_line(counts), verdict(minutes, stages)])
+
+
+def write_outputs(stages: list[Stage], minutes: float, counts: dict[str, int], args) -> Path:
     """JSON and Markdown of the run under .var/scenario/ (the Markdown's path)."""
     out = settings_mod.load().var_dir / "scenario"
     out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     record = {"days": args.days, "family": args.family, "ingest_to_publish_min": minutes}
-    record["stages"] = [asdict(s) for s in stages]
+    record |= {"dataset": counts, "stages": [asdict(s) for s in stages]}
     (out / f"{stamp}.json").write_text(json.dumps(record, indent=2))
     markdown = out / f"{stamp}.md"
-    markdown.write_text(table(stages) + "\n\n" + verdict(minutes, stages) + "\n")
+    markdown.write_text(report(stages, minutes, counts) + "\n")
     return markdown
 
 
@@ -253,8 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     stages += task_stages(api, INGEST_DAG, ingest[0], sampler)
     stages += task_stages(api, TRAIN_DAG, train[0], sampler)
     minutes = wall_minutes(api, (INGEST_DAG, ingest[0]), (TRAIN_DAG, train[0]))
-    print(table(stages), verdict(minutes, stages), sep="\n\n")
-    print(f"\n(written to {write_outputs(stages, minutes, args)})")
+    counts = coverage(api, train[0])
+    print(report(stages, minutes, counts))
+    print(f"\n(written to {write_outputs(stages, minutes, counts, args)})")
     return 0 if all(outcome["state"] == "success" for _, outcome in (ingest, train)) else 1
 
 

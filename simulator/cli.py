@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     _stream_args(p)
     p.add_argument("--days", type=int, required=True)
     p.add_argument("--start", help="first simulated day, YYYY-MM-DD (default: today - DAYS)")
+    p.add_argument(
+        "--everyone",
+        action="store_true",
+        help="every user starts at least one session on the first day (the whole population "
+        "in the lake, as the scale run needs; the world's own rates leave many users idle)",
+    )
 
     p = sub.add_parser("live", help="simulate from now on, paced at --rate lines/s")
     _stream_args(p)
@@ -136,6 +142,7 @@ def _simulate(args, live: bool) -> int:
         recommender=client,
         reco_sample=args.reco_sample,
         shape=args.shape,
+        everyone=getattr(args, "everyone", False),
     )
     sink = _sink(args)
     try:

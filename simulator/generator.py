@@ -118,9 +118,12 @@ class Simulation:
         reco_sample: float = 1.0,
         shape: str = "stable",
         spam_accounts: tuple[int, int] = SPAM_ACCOUNTS,
+        everyone: bool = False,
     ):
         if shape not in SHAPES:
             raise ValueError(f"shape must be one of {', '.join(SHAPES)}, not {shape!r}")
+        if everyone and shape == "churn":
+            raise ValueError("everyone needs the stable shape: churn keeps users away by design")
         self.world = world
         self.shape = shape
         self.seed = world.seed if seed is None else seed
@@ -130,6 +133,7 @@ class Simulation:
         self.ledger = ledger if ledger is not None else Ledger(None)
         self.recommender = recommender
         self.reco_sample = reco_sample
+        self.everyone = everyone  # every user starts a session on the first day
 
         cat, pop = world.catalog, world.population
         self.n_users = pop.n_active
@@ -261,6 +265,8 @@ class Simulation:
         weekday = (day_ms // DAY_MS + 3) % 7  # 1970-01-01 was a Thursday
         factor = WEEKEND_FACTOR if weekday >= 5 else 1.0
         counts = rng.poisson(self.session_rate * factor)
+        if self.everyone and day == 0:
+            counts = np.maximum(counts, 1)
         users = np.repeat(np.arange(self.n_users, dtype=np.int64), counts)
         hours = rng.choice(24, size=len(users), p=HOUR_P)
         starts = day_ms + hours * 3_600_000 + rng.integers(0, 3_600_000, len(users))

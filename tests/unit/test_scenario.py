@@ -55,3 +55,12 @@ def test_snapshot_rows_come_from_its_manifest(tmp_path, monkeypatch):
     assert scale.stage_rows("snapshot", path.name) == (len(lines), len(lines))
     assert scale.stage_rows("gate", "anything") == (None, None)
     assert scale.stage_rows("snapshot", None) == (None, None)
+
+
+def test_the_report_says_how_much_of_the_world_the_dataset_holds():
+    stages = [scenario.Stage("publish", 10.0, 0.5, None, 1_000_000, "success")]
+    counts = {"users": 1_000_000, "movies": 23_342, "interactions": 2_100_000}
+    text = scenario.report(stages, 12.0, counts)
+    assert "dataset: 1,000,000 users, 23,342 movies, 2,100,000 interactions" in text
+    assert "12.0 min (target 20: met)" in text
+    assert "dataset: none built" in scenario.report(stages, 12.0, {})

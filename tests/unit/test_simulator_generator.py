@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from simulator import grammar
+from simulator.cli import build_parser
 from simulator.faults import ALL_KINDS, REJECT_KINDS, Ledger, parse_faults
 from simulator.generator import Simulation, collect
 from simulator.world import World
@@ -139,3 +140,33 @@ def test_every_fault_kind_is_injected_and_recorded_truthfully(world):
     lines_of_bad_kind = sum(n for k, n in summary["by_kind"].items() if k in REJECT_KINDS)
     invalid = sum(1 for v in values if grammar.classify(v) is None)
     assert invalid == lines_of_bad_kind  # nothing else in the stream is malformed
+
+
+def test_everyone_gives_every_user_a_day_one_session_and_leaves_day_two_alone(world, parsed):
+    idle = world.population.n_active - len({p["user"] for p in parsed})
+    assert idle > 0  # the world's own rates leave users without a session on a day
+    everyone = day_starters(collect(Simulation(world, START, everyone=True), days=2)[1])
+    plain = day_starters(collect(Simulation(world, START), days=2)[1])
+    assert set(range(1, world.population.n_active + 1)) == everyone[START]
+    assert len(plain[START]) < len(everyone[START])
+    day_two = str(np.datetime64(START) + 1)
+    shared = everyone[day_two] & plain[day_two]
+    assert len(shared) > 0.95 * max(len(everyone[day_two]), len(plain[day_two]))
+
+
+def day_starters(values: list[str]) -> dict[str, set[int]]:
+    """Users who start watching (minute 0) on each day."""
+    starters = defaultdict(set)
+    for p in map(grammar.parse, values):
+        if p["kind"] == "watch" and p["minute"] == "0":
+            starters[p["time"][:10]].add(p["user"])
+    return starters
+
+
+def test_everyone_refuses_the_churn_shape_and_is_a_backfill_flag(world):
+    with pytest.raises(ValueError, match="stable shape"):
+        Simulation(world, START, shape="churn", everyone=True)
+    parser = build_parser()
+    assert parser.parse_args(["backfill", "--days", "1", "--everyone"]).everyone
+    with pytest.raises(SystemExit):
+        parser.parse_args(["live", "--rate", "5", "--everyone"])
