@@ -28,3 +28,18 @@ def create_topic(bootstrap: str, name: str, partitions: int = 3) -> bool:
             raise RuntimeError(f"could not create topic {name!r} on {bootstrap}: {exc}") from None
         return False
     return True
+
+
+def watermarks(bootstrap: str, topic: str) -> dict[int, tuple[int, int]]:
+    """(low, high) offsets of each partition of `topic` now."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "recs-watermarks"})
+    try:
+        meta = consumer.list_topics(topic, timeout=METADATA_TIMEOUT_S).topics[topic]
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), METADATA_TIMEOUT_S)
+            for p in sorted(meta.partitions)
+        }
+    finally:
+        consumer.close()

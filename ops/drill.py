@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contracts import kafka
 from contracts import settings as settings_mod
 from ops import services, supervise
 
@@ -303,17 +304,7 @@ class IngestTarget:
 
     def watermarks(self) -> dict[int, tuple[int, int]]:
         """(low, high) offsets per partition of the topic now."""
-        from confluent_kafka import Consumer, TopicPartition
-
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "recs-drill"})
-        try:
-            meta = consumer.list_topics(self.topic, timeout=10).topics[self.topic]
-            return {
-                p: consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)
-                for p in sorted(meta.partitions)
-            }
-        finally:
-            consumer.close()
+        return kafka.watermarks(self.bootstrap, self.topic)
 
     def writing(self) -> bool:
         """True while a snapshot is being written (its `_tmp-` directory exists)."""

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import psutil
 
+from contracts import kafka
 from contracts import settings as settings_mod
 from ops import run, services
 from ops.airflow_api import AirflowAPI
@@ -121,19 +122,9 @@ def simulate(days: int, sampler: PeakRSS) -> Stage:
 
 
 def topic_lines(cfg: settings_mod.Settings) -> int:
-    """Lines in the platform's topic (sum of the partitions' high-water marks)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": cfg.kafka_bootstrap_servers, "group.id": "scale"})
-    try:
-        meta = consumer.list_topics(cfg.kafka_topic, timeout=10).topics[cfg.kafka_topic]
-        marks = [
-            consumer.get_watermark_offsets(TopicPartition(cfg.kafka_topic, p), timeout=10)
-            for p in meta.partitions
-        ]
-        return sum(high - low for low, high in marks)
-    finally:
-        consumer.close()
+    """Lines in the platform's topic."""
+    marks = kafka.watermarks(cfg.kafka_bootstrap_servers, cfg.kafka_topic)
+    return sum(high - low for low, high in marks.values())
 
 
 def run_dag(api: AirflowAPI, dag_id: str, conf: dict | None) -> tuple[str, dict]:

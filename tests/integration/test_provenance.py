@@ -77,18 +77,11 @@ def ready(base_url: str) -> bool:
         return False
 
 
-def watermarks(kafka: str, topic: str, partitions: list[int]) -> dict[str, list[int]]:
+def watermarks(kafka: str, topic: str) -> dict[str, list[int]]:
     """[low, high) offsets of each partition, as the broker reports them."""
-    from confluent_kafka import Consumer, TopicPartition
+    from contracts.kafka import watermarks as broker_watermarks
 
-    consumer = Consumer({"bootstrap.servers": kafka, "group.id": f"prov-{topic}"})
-    try:
-        return {
-            str(p): list(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10))
-            for p in partitions
-        }
-    finally:
-        consumer.close()
+    return {str(p): list(marks) for p, marks in broker_watermarks(kafka, topic).items()}
 
 
 def serve_and_log(db: PrivateDatabase, known_user: int, log_copy: Path) -> None:
@@ -127,7 +120,7 @@ def run(kafka, spark, tmp_path_factory):
             validate.validate_snapshot(snap.snapshot_id)
             validate.mark(snap.snapshot_id)
             summary = pipeline.run_all(FAMILIES, PARAMS)
-            offsets = watermarks(kafka, topic, [int(p) for p in snap.manifest["offsets"]])
+            offsets = watermarks(kafka, topic)
             prod = registry.production(db.owner_url)
             known_user = _a_known_user(db.owner_url, summary["reco_version"])
             serve_and_log(db, known_user, tmp / "log")
