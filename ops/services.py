@@ -911,6 +911,7 @@ def fixed_ports() -> list[int]:
         {postgres_port, kafka_port, controller_port, cfg.airflow_port, cfg.serving_port}
         | {metadata_port, cfg.reports_port, cfg.prometheus_port, cfg.pushgateway_port}
         | {cfg.alertmanager_port, cfg.alert_receiver_port}
+        | {cfg.spark_master_port, cfg.spark_master_ui_port}
     )
 
 
@@ -1015,8 +1016,25 @@ def status(verdicts: list[supervision_health.Health] | None = None) -> dict[str,
             "restarts": sum(v.restarts for v in rows),
             "unhealthy": [v for v in rows if not v.healthy],
         }
-    report["spark"] = {"running": True, "address": cfg.spark_master_url, "log": "(in-process)"}
+    report["spark"] = spark_row(cfg)
     return report
+
+
+def spark_row(cfg: settings_mod.Settings) -> dict:
+    """Spark runs inside each job, unless `make spark-cluster` started a standalone cluster:
+    then its row is the master's, down while fewer workers than configured are alive."""
+    from ops import spark_cluster
+
+    if not _pid_file(spark_cluster.master().name).exists():  # never started, or stopped
+        return {"running": True, "address": cfg.spark_master_url, "log": "(in-process)"}
+    cluster = spark_cluster.status()
+    row = {"running": cluster["running"], "address": cluster["master_url"]}
+    row["log"] = str(spark_cluster.master().log)
+    if not cluster["running"]:
+        alive = sum(w.get("state") == "ALIVE" for w in cluster.get("workers", []))
+        detail = cluster.get("error") or f"{alive} workers alive"
+        row["unhealthy"] = [supervision_health.Health("spark", False, detail)]
+    return row
 
 
 def _ago(since: float | None, now: float) -> str:

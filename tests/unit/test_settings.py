@@ -44,5 +44,5 @@ def test_fixed_ports_are_the_ones_reserved_from_the_ephemeral_range(monkeypatch)
         monkeypatch.delenv(name, raising=False)
     # DESIGN.md's ports, and Kafka's controller listener clear of Alertmanager's 9093
     assert services.fixed_ports() == [
-        8080, 8082, 8090, 8091, 9090, 9091, 9092, 9093, 9094, 9095, 55432
+        7077, 8070, 8080, 8082, 8090, 8091, 9090, 9091, 9092, 9093, 9094, 9095, 55432
     ]  # fmt: skip

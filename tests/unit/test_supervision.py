@@ -258,3 +258,25 @@ def test_a_failing_tool_shows_its_own_last_lines():
     message = str(caught.value)
     assert "sh exited 7" in message and "line 40" in message and "line 21" in message
     assert "line 20\n" not in message  # only the last 20 lines
+
+
+def test_spark_row_is_in_process_until_a_cluster_is_started_then_judged_by_its_workers(
+    tmp_path, monkeypatch
+):
+    from contracts import settings as settings_mod
+    from ops import spark_cluster
+
+    monkeypatch.setenv("RECS_VAR_DIR", str(tmp_path))
+    cfg = settings_mod.load()
+    assert services.spark_row(cfg)["log"] == "(in-process)"
+
+    services.write_pid(spark_cluster.master().name, 1)
+    workers = [{"state": "ALIVE"}, {"state": "DEAD"}]
+    cluster = {"master_url": "spark://127.0.0.1:7077", "running": False, "workers": workers}
+    monkeypatch.setattr(spark_cluster, "status", lambda: cluster)
+    row = services.spark_row(cfg)
+    assert (row["running"], row["address"]) == (False, "spark://127.0.0.1:7077")
+    assert row["log"].endswith("spark-master.log")
+    assert [(v.service, v.detail) for v in row["unhealthy"]] == [("spark", "1 workers alive")]
+    cluster.update(running=True, workers=[{"state": "ALIVE"}] * 2)
+    assert "unhealthy" not in services.spark_row(cfg)
