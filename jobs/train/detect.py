@@ -103,13 +103,20 @@ def watched_pairs(
     return pairs.to_pandas() if pairs is not None else pd.DataFrame(columns=keys)
 
 
-def suspect_ratings(rates: pd.DataFrame, watched: pd.DataFrame | None) -> pd.DataFrame:
-    """Each account's first high rating of a movie, with `unwatched` and `thin` flags, kept
-    when it is suspect (unwatched; or thin when there is no watch data)."""
+def high_ratings(rates: pd.DataFrame) -> pd.DataFrame:
+    """Each account's first high rating of a movie, with its account's rated-movie count and
+    the `thin` flag."""
     rated = rates.groupby(USER_COL)[ITEM_COL].nunique().rename("rated_movies")
     high = rates[rates[RATING_COL] >= HIGH_STARS].sort_values(TIME_COL)
     high = high.drop_duplicates([USER_COL, ITEM_COL]).join(rated, on=USER_COL)
     high["thin"] = high["rated_movies"] <= THIN_MAX_MOVIES
+    return high
+
+
+def suspect_ratings(high: pd.DataFrame, watched: pd.DataFrame | None) -> pd.DataFrame:
+    """The high ratings (`high_ratings`) that are suspect, with the `unwatched` flag:
+    unwatched; or thin when there is no watch data."""
+    high = high.copy()
     if watched is None:
         high["unwatched"] = False
         return high[high["thin"]]
@@ -189,8 +196,9 @@ def attacked_movies(bursts: pd.DataFrame) -> pd.DataFrame:
 def detect(snapshots: Sequence[Path]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """(flagged accounts, attacked movies, facts for detection.json) of the snapshots."""
     rates = read_snapshot_table(snapshots, "rate", [TIME_COL, USER_COL, ITEM_COL, RATING_COL])
-    watched = watched_pairs(snapshots, among=rates[rates[RATING_COL] >= HIGH_STARS])
-    bursts = find_bursts(suspect_ratings(rates, watched))
+    high = high_ratings(rates)
+    watched = watched_pairs(snapshots, among=high)
+    bursts = find_bursts(suspect_ratings(high, watched))
     accounts, movies = flagged_accounts(bursts, rates), attacked_movies(bursts)
     facts = {
         "ratings": len(rates),

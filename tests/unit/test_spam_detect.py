@@ -37,7 +37,7 @@ def world() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def test_only_the_burst_of_unwatched_ratings_is_flagged():
     rates, watched = world()
-    bursts = detect.find_bursts(detect.suspect_ratings(rates, watched))
+    bursts = detect.find_bursts(detect.suspect_ratings(detect.high_ratings(rates), watched))
     accounts = detect.flagged_accounts(bursts, rates)
     assert accounts.user_id.tolist() == [100, 101, 102, 103, 104, 105]
     assert set(accounts.movies) == {"obscure"}
@@ -55,7 +55,7 @@ def test_only_the_burst_of_unwatched_ratings_is_flagged():
 
 def test_without_watch_data_thin_accounts_stand_in():
     rates, _ = world()
-    bursts = detect.find_bursts(detect.suspect_ratings(rates, None))
+    bursts = detect.find_bursts(detect.suspect_ratings(detect.high_ratings(rates), None))
     # 'hit' raters are thin too (300 rated two movies): without watch data they look the same.
     assert set(bursts.movie_id) == {"obscure", "hit"}
 
