@@ -79,17 +79,28 @@ def read_database(database_url: str | None = None) -> StatusData:
         conn.close()
 
 
-def read_drift(var_dir: Path | None = None) -> list[dict[str, Any]]:
-    """The validation outcome of each of the newest snapshots: id, verdict, drift statistics."""
+def read_drift(limits: dict[str, Any], var_dir: Path | None = None) -> list[dict[str, Any]]:
+    """The validation outcome of each of the newest snapshots: id, verdict, drift statistics
+    and the retrain level of each statistic the retraining trigger watches (its usual value
+    taken over the references read here: the oldest plotted snapshots may lack a few)."""
     from jobs.ingest import validate
+    from jobs.train import triggers
 
     pattern = validate.outcome_path("*", var_dir)
+    newest = SNAPSHOTS + int(limits["reference_snapshots"])  # the plotted and their references
+    paths = sorted(pattern.parent.glob(pattern.name))[-newest:]
+    outcomes = [json.loads(path.read_text()) for path in paths]
+    known = {o["snapshot_id"]: o["aggregates"] for o in outcomes}
     rows = []
-    for path in sorted(pattern.parent.glob(pattern.name))[-SNAPSHOTS:]:
-        outcome = json.loads(path.read_text())
+    for outcome in outcomes[-SNAPSHOTS:]:
+        usual = triggers.usual_drift(outcome["aggregates"], known)
         rows.append(
             {"snapshot_id": outcome["snapshot_id"], "accepted": outcome["success"]}
             | {key: outcome["aggregates"].get(key) for key, _, _ in DRIFT}
+            | {
+                f"retrain_{stat}": triggers.retrain_level(stat, limits, usual)
+                for stat in triggers.DRIFT_LEVELS
+            }
         )
     return rows
 
@@ -99,8 +110,8 @@ def read_all(database_url: str | None = None, var_dir: Path | None = None) -> St
     from jobs.ingest import validate
 
     data = read_database(database_url)
-    data.drift = read_drift(var_dir)
     data.limits = validate.thresholds()
+    data.drift = read_drift(data.limits, var_dir)
     return data
 
 
@@ -158,17 +169,27 @@ def plot_accuracy(versions: Sequence[dict[str, Any]], out: Path) -> None:
     _save(fig, out)
 
 
+def column(rows: Sequence[dict[str, Any]], key: str) -> list[float]:
+    """`key` of each row, NaN where missing (a gap in the plot)."""
+    return [math.nan if r[key] is None else r[key] for r in rows]
+
+
 def plot_drift(drift: Sequence[dict[str, Any]], limits: dict[str, Any], out: Path) -> None:
-    """Each drift statistic per snapshot, quarantined ones in red, its limit dashed."""
+    """Each drift statistic per snapshot, quarantined ones in red, its limit dashed, and the
+    level past which it triggers retraining dotted (per snapshot: it follows the usual)."""
     fig, axes = _figure(len(DRIFT), 1.8)
     x = list(range(len(drift)))
     colours = ["tab:blue" if r["accepted"] else "tab:red" for r in drift]
     for ax, (key, limit, title) in zip(axes, DRIFT, strict=True):
-        values = [math.nan if r[key] is None else r[key] for r in drift]
+        values = column(drift, key)
         ax.plot(x, values, color="lightgray", zorder=1)
         ax.scatter(x, values, c=colours, s=12, zorder=2)
         ax.axhline(limits[limit], color="tab:red", linestyle="--", linewidth=1)
-        ax.set_title(f"{title} (limit {limits[limit]})", fontsize=9)
+        retrain = f"retrain_{key}"
+        if retrain in drift[0]:
+            ax.step(x, column(drift, retrain), where="mid", color="tab:orange", linestyle=":")
+        dotted = "; retrain level dotted" if retrain in drift[0] else ""
+        ax.set_title(f"{title} (limit {limits[limit]}{dotted})", fontsize=9)
     step = max(1, len(drift) // 10)
     axes[-1].set_xticks(x[::step], [r["snapshot_id"] for r in drift][::step], fontsize=7)
     _save(fig, out)

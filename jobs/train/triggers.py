@@ -25,6 +25,7 @@ Both are asked by DAG tasks (movielog_ingest `flag_drift`, online_evaluation
 from __future__ import annotations
 
 import logging
+import math
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -52,36 +53,54 @@ def drift_beyond_levels(
     """'name=value > level' for every drift statistic of `facts` past its retrain level, or
     past `retrain_drift_ratio` x its `usual` value (and its floor)."""
     out = []
-    for stat, (level_name, floor_name) in DRIFT_LEVELS.items():
+    for stat, (level_name, _floor) in DRIFT_LEVELS.items():
         value, level = facts.get(stat), limits.get(level_name)
         if value is None:
             continue
         if level is not None and value > level:
             out.append(f"{stat}={value:.3f} > {level}")
-            continue
-        typical = (usual or {}).get(stat)
-        if typical is None or value <= limits.get(floor_name, 1.0):
-            continue
-        ratio = float(limits["retrain_drift_ratio"])
-        if value > ratio * typical:
+        elif value > (retrain_level(stat, limits, usual) or math.inf):
+            ratio, typical = float(limits["retrain_drift_ratio"]), (usual or {})[stat]
             out.append(f"{stat}={value:.3f} > {ratio:g} x its usual {typical:.3f}")
     return out
 
 
-def usual_drift(facts: dict[str, Any]) -> dict[str, float]:
-    """Median of each drift statistic over the snapshot's references (their own outcomes)."""
-    from jobs.ingest import validate
+def retrain_level(
+    stat: str, limits: dict[str, Any], usual: dict[str, float] | None = None
+) -> float | None:
+    """The value of `stat` past which it triggers retraining: its absolute level, or
+    `retrain_drift_ratio` x its `usual` value where that is lower (but never below the floor)."""
+    level_name, floor_name = DRIFT_LEVELS[stat]
+    levels = [] if limits.get(level_name) is None else [float(limits[level_name])]
+    typical = (usual or {}).get(stat)
+    if typical is not None:
+        ratio = float(limits["retrain_drift_ratio"])
+        levels.append(max(float(limits.get(floor_name, 1.0)), ratio * typical))
+    return min(levels, default=None)
 
+
+def usual_drift(
+    facts: dict[str, Any], known: dict[str, dict[str, Any]] | None = None
+) -> dict[str, float]:
+    """Median of each drift statistic over the snapshot's references: their aggregates from
+    `known` (snapshot id -> aggregates) when given, else their own stored outcomes."""
     seen: dict[str, list[float]] = {stat: [] for stat in DRIFT_LEVELS}
     for snapshot_id in facts.get("reference") or []:
-        try:
-            earlier = validate.read_outcome(snapshot_id).aggregates
-        except FileNotFoundError:  # a reference validated before outcomes were kept
-            continue
+        earlier = known.get(snapshot_id) if known is not None else stored_aggregates(snapshot_id)
         for stat, values in seen.items():
-            if earlier.get(stat) is not None:
+            if earlier and earlier.get(stat) is not None:
                 values.append(float(earlier[stat]))
     return {stat: float(np.median(values)) for stat, values in seen.items() if values}
+
+
+def stored_aggregates(snapshot_id: str) -> dict[str, Any] | None:
+    """A snapshot's validation aggregates, None when validated before outcomes were kept."""
+    from jobs.ingest import validate
+
+    try:
+        return validate.read_outcome(snapshot_id).aggregates
+    except FileNotFoundError:
+        return None
 
 
 def cooling_down(evidence_time: datetime, database_url: str | None = None) -> bool:

@@ -80,6 +80,32 @@ def test_the_usual_level_is_the_references_median(platform):
     assert "5 x its usual 0.002" in triggers.drift_reason("s000009")
 
 
+def test_the_retrain_level_is_where_the_trigger_starts_to_fire():
+    limits = validate.thresholds()
+    assert triggers.retrain_level("new_movie_share", limits) == 0.08  # no usual: absolute
+    usual = {"new_movie_share": 0.002, "new_user_share": 0.03}
+    assert triggers.retrain_level("new_movie_share", limits, usual) == 0.01  # the floor
+    assert triggers.retrain_level("new_user_share", limits, usual) == pytest.approx(0.15)
+    assert triggers.retrain_level("new_user_share", limits, {"new_user_share": 0.2}) == 0.3
+    for share in (0.0099, 0.0101, 0.0799, 0.0801):
+        level = triggers.retrain_level("new_movie_share", limits, usual)
+        fires = bool(triggers.drift_beyond_levels({"new_movie_share": share}, limits, usual))
+        assert fires == (share > level), share
+
+
+def test_the_status_page_plots_each_snapshots_retrain_level(platform):
+    from jobs.online import status_page
+
+    for i, share in enumerate((0.001, 0.003, 0.002), start=1):
+        write_snapshot(f"s00000{i}", "movielog", {"new_movie_share": share})
+    refs = ["s000001", "s000002", "s000003"]
+    write_snapshot("s000004", "movielog", {"new_movie_share": 0.02, "reference": refs})
+    rows = status_page.read_drift(validate.thresholds())
+    assert [r["snapshot_id"] for r in rows] == ["s000001", "s000002", "s000003", "s000004"]
+    assert [r["retrain_new_movie_share"] for r in rows] == [0.08, 0.08, 0.08, 0.01]
+    assert rows[-1]["retrain_new_user_share"] == 0.3  # no usual value: the absolute level
+
+
 def test_a_model_trained_on_recent_data_cools_the_trigger_down(platform, monkeypatch):
     write_snapshot("s000003", "movielog", {"new_movie_share": 0.5})
     fresh = {"data_newest_event": NEWEST - timedelta(hours=2)}
