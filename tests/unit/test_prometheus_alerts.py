@@ -3,15 +3,14 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
+import json
 
 import pytest
-import yaml
 
 from contracts.settings import REPO_ROOT
 from ops import supervision_health
 from ops.supervision_health import Health
+from tests.support import alert_rules
 
 pytestmark = pytest.mark.unit
 
@@ -20,8 +19,7 @@ RULE_TESTS = REPO_ROOT / "ops" / "prometheus" / "tests" / "alerts-services-test.
 
 
 def rules() -> dict:
-    groups = yaml.safe_load(RULES.read_text())["groups"]
-    return {rule["alert"]: rule for group in groups for rule in group["rules"]}
+    return alert_rules.rules(RULES)
 
 
 def test_service_down_fires_after_two_minutes_of_recs_service_up_zero():
@@ -40,10 +38,15 @@ def test_rules_use_only_metrics_the_exporter_writes():
 
 
 def test_promtool_passes_the_rule_unit_tests():
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool missing: `make setup` installs it (Debian package prometheus)"
-    result = subprocess.run(
-        [promtool, "test", "rules", str(RULE_TESTS)], capture_output=True, text=True, check=False
-    )
+    result = alert_rules.promtool_test(RULE_TESTS)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
+
+
+def test_the_coverage_check_names_a_rule_never_shown_quiet(tmp_path):
+    rules_file, tests_file = tmp_path / "rules.yml", tmp_path / "tests.yml"
+    rule = {"alert": "A", "expr": "up == 0"}
+    rules_file.write_text(f"groups: [{{name: g, rules: [{json.dumps(rule)}]}}]")
+    case = {"alertname": "A", "eval_time": "1m", "exp_alerts": [{"exp_labels": {}}]}
+    tests_file.write_text(f"tests: [{{alert_rule_test: [{json.dumps(case)}]}}]")
+    assert alert_rules.untested(rules_file, tests_file) == (set(), {"A"})

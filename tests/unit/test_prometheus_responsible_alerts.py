@@ -4,17 +4,14 @@ documents are the ones jobs/online/fairness.py pushes."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from datetime import datetime
 
 import pandas as pd
 import pytest
-import yaml
 
 from contracts.settings import REPO_ROOT
 from jobs.online import fairness
-from tests.support import metric_names
+from tests.support import alert_rules, metric_names
 
 pytestmark = pytest.mark.unit
 
@@ -23,29 +20,19 @@ RULE_TESTS = REPO_ROOT / "ops" / "prometheus" / "tests" / "alerts-responsible-te
 
 
 def rules() -> dict[str, dict]:
-    groups = yaml.safe_load(RULES.read_text())["groups"]
-    return {rule["alert"]: rule for group in groups for rule in group["rules"]}
-
-
-def rule_tests() -> list[dict]:
-    tests = yaml.safe_load(RULE_TESTS.read_text())["tests"]
-    return [case for test in tests for case in test["alert_rule_test"]]
+    return alert_rules.rules(RULES)
 
 
 def test_promtool_passes_the_rule_unit_tests():
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool missing: `make setup` installs it (Debian package prometheus)"
-    result = subprocess.run(
-        [promtool, "test", "rules", str(RULE_TESTS)], capture_output=True, text=True, check=False
-    )
+    result = alert_rules.promtool_test(RULE_TESTS)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 
 
 def test_every_rule_is_tested_firing_and_quiet():
-    fired = {case["alertname"] for case in rule_tests() if case["exp_alerts"]}
-    quiet = {case["alertname"] for case in rule_tests() if not case["exp_alerts"]}
-    assert set(rules()) <= fired and set(rules()) <= quiet
+    never_fired, never_quiet = alert_rules.untested(RULES, RULE_TESTS)
+    assert not never_fired, f"never shown firing: {never_fired}"
+    assert not never_quiet, f"never shown quiet: {never_quiet}"
 
 
 def test_rules_read_only_pushed_metrics():
