@@ -1025,13 +1025,13 @@ def spark_row(cfg: settings_mod.Settings) -> dict:
     then its row is the master's, down while fewer workers than configured are alive."""
     from ops import spark_cluster
 
-    if not _pid_file(spark_cluster.master().name).exists():  # never started, or stopped
+    master = spark_cluster.master()
+    if not _pid_file(master.name).exists():  # never started, or stopped
         return {"running": True, "address": cfg.spark_master_url, "log": "(in-process)"}
     cluster = spark_cluster.status()
-    row = {"running": cluster["running"], "address": cluster["master_url"]}
-    row["log"] = str(spark_cluster.master().log)
+    row = {"running": cluster["running"], "address": cluster["master_url"], "log": str(master.log)}
     if not cluster["running"]:
-        alive = sum(w.get("state") == "ALIVE" for w in cluster.get("workers", []))
+        alive = len(spark_cluster.alive_workers(cluster))
         detail = cluster.get("error") or f"{alive} workers alive"
         row["unhealthy"] = [supervision_health.Health("spark", False, detail)]
     return row

@@ -185,10 +185,10 @@ def plot_drift(drift: Sequence[dict[str, Any]], limits: dict[str, Any], out: Pat
         ax.plot(x, values, color="lightgray", zorder=1)
         ax.scatter(x, values, c=colours, s=12, zorder=2)
         ax.axhline(limits[limit], color="tab:red", linestyle="--", linewidth=1)
-        retrain = f"retrain_{key}"
+        retrain, dotted = f"retrain_{key}", ""
         if retrain in drift[0]:
             ax.step(x, column(drift, retrain), where="mid", color="tab:orange", linestyle=":")
-        dotted = "; retrain level dotted" if retrain in drift[0] else ""
+            dotted = "; retrain level dotted"
         ax.set_title(f"{title} (limit {limits[limit]}{dotted})", fontsize=9)
     step = max(1, len(drift) // 10)
     axes[-1].set_xticks(x[::step], [r["snapshot_id"] for r in drift][::step], fontsize=7)

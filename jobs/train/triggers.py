@@ -25,7 +25,6 @@ Both are asked by DAG tasks (movielog_ingest `flag_drift`, online_evaluation
 from __future__ import annotations
 
 import logging
-import math
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -57,9 +56,10 @@ def drift_beyond_levels(
         value, level = facts.get(stat), limits.get(level_name)
         if value is None:
             continue
+        threshold = retrain_level(stat, limits, usual)
         if level is not None and value > level:
             out.append(f"{stat}={value:.3f} > {level}")
-        elif value > (retrain_level(stat, limits, usual) or math.inf):
+        elif threshold is not None and value > threshold:
             ratio, typical = float(limits["retrain_drift_ratio"]), (usual or {})[stat]
             out.append(f"{stat}={value:.3f} > {ratio:g} x its usual {typical:.3f}")
     return out

@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import resource
 import sys
+from pathlib import Path
 
 
 def mapped_bytes() -> int:
     """The process's virtual size now (VmSize)."""
-    status = open("/proc/self/status").read()  # noqa: SIM115 - one read of a proc file
+    status = Path("/proc/self/status").read_text()
     return int(status.split("VmSize:")[1].split()[0]) * 1024
 
 

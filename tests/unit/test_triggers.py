@@ -91,6 +91,10 @@ def test_the_retrain_level_is_where_the_trigger_starts_to_fire():
         level = triggers.retrain_level("new_movie_share", limits, usual)
         fires = bool(triggers.drift_beyond_levels({"new_movie_share": share}, limits, usual))
         assert fires == (share > level), share
+    no_floor = {**limits, "retrain_new_movie_floor": 0.0}  # a level of 0 is a level, not none
+    assert triggers.drift_beyond_levels(
+        {"new_movie_share": 0.001}, no_floor, {"new_movie_share": 0}
+    )
 
 
 def test_the_status_page_plots_each_snapshots_retrain_level(platform):
